@@ -1,0 +1,624 @@
+"""Stress–stress response of blocks and super blocks: Im χ̃, Im χ, Re χ, absorption rate, KK.
+
+Every spectrum enters through :class:`Transitions` (DESIGN "Array contracts"): transition k from an
+initial state |m⟩ to a final state |n⟩ has frequency ``ω_k = E_n − E_m``, Mandel amplitudes
+``amp[k, a] = ⟨m|T_a|n⟩`` and initial-state population ``p_k(T) = p_m(T)``. Units: ħ = k_B = 1,
+ω and T in units of E*, stress in units of T*, volume V = L³ in units of the current block volume,
+so χ is in units of T*²/(E*·V).
+
+Definitions (Eq. 2.9–2.11 of [ZL]; strains e_a, e_b are Mandel 6-vectors; u_k = e_a·amp_k,
+v_k = e_b·amp_k)
+
+* ``Im χ̃_ab(T, ω) = −(π/V) Σ_k p_k u_k v_k δ(ω − ω_k)``  (Eq. 2.11) — **negative** for ω > 0 when a = b.
+* ``χ_ab(ω) = (1/V) Σ_k p_k u_k v_k [F(ω − ω_k) − F(ω + ω_k)]`` with F(x) = 1/(x + i0⁺) for sharp
+  lines. Its imaginary part is Eq. (2.9),
+  ``Im χ = −(π/V) Σ_k p_k u_k v_k [δ(ω − ω_k) − δ(ω + ω_k)] = Im χ̃(ω) − Im χ̃(−ω)``, which equals
+  ``(1 − e^{−βω}) Im χ̃(ω)`` (Eq. 2.11) because the reverse transition has population p_k e^{−βω_k}.
+  Its real part is ``Re χ = (1/V) Σ_k p_k u_k v_k · 2ω_k/(ω² − ω_k²)`` (principal value).
+
+Line shapes (``line=``; x = ω − ω_k; F(x) = R(x) − iπ g(x) is analytic in the upper half plane, so
+Re and Im are an exact Kramers–Kronig pair, ``Re χ(ω) = (1/π) P∫ Im χ(ω')/(ω' − ω) dω'``)
+
+* ``"lorentzian"``, width η = half width at half maximum: g = (η/π)/(x² + η²), R = x/(x² + η²)
+  (F = 1/(x + iη)).
+* ``"gaussian"``, width σ = standard deviation: g = exp(−x²/2σ²)/(σ√(2π)),
+  R = (√2/σ)·D(x/(√2σ)) with D the Dawson function (the Hilbert transform of the Gaussian).
+* ``"bins"``: ``omega`` are bin EDGES (ascending, ≥ 2). Im parts are the spectral weight in each
+  bin [e_j, e_{j+1}) divided by its width; Re χ is the exact bin average of the sharp-line
+  principal-value Re χ, (1/Δ_j)[ln|ω − ω_k|]_{e_j}^{e_{j+1}}. Results have n_ω = len(edges) − 1.
+  The thermal factor (1 − e^{−βω}) of :func:`im_chi` uses the bin centres.
+
+Im χ with broadened lines: ``form="detailed_balance"`` (default) is Eq. (2.11) literally,
+(1 − e^{−βω}) Im χ̃(ω) for ω ≥ 0, extended as an odd function to ω < 0 (numerically stable at T = 0);
+``form="spectral"`` is Im χ̃(ω) − Im χ̃(−ω), the exact KK partner of :func:`re_chi`. The two agree
+for sharp lines and differ by O(βη) inside a line of width η.
+
+Diagonal elements (m = n) are not transitions: the quasi-elastic (relaxation) part of the response
+they produce is outside the resonant part of Eq. (2.11) and is not included. Degenerate pairs
+m ≠ n with E_m = E_n are included (ω_k = 0; they drop out of χ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from scipy.special import dawsn
+
+from .errors import InputError
+from .tensors import direction_strains, isotropic_projection
+
+__all__ = [
+    "LINES",
+    "Transitions",
+    "boltzmann",
+    "thermal_factor",
+    "transitions_from_levels",
+    "line_profiles",
+    "im_chi_tilde",
+    "im_chi",
+    "re_chi",
+    "chi_tensor",
+    "kramers_kronig_re",
+    "powder_directions",
+    "chi_components",
+    "absorption_rate",
+    "mb_ratio",
+]
+
+LINES = ("lorentzian", "gaussian", "bins")
+_FORMS = ("detailed_balance", "spectral")
+_QUANTITIES = ("im_chi", "im_chi_tilde", "re_chi")
+#: Transitions processed per chunk when building [M, n_ω] line matrices (memory bound).
+_CHUNK = 4096
+
+
+# --------------------------------------------------------------------------------------------
+# Transitions
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Transitions:
+    """A list of M transitions m → n of a closed system (DESIGN "Array contracts").
+
+    Fields
+    ------
+    omega : float64 [M]
+        ω_k = E_final − E_initial, units of E*.
+    amp : float64 [M, 6]
+        Mandel components ⟨initial|T_a|final⟩, units of T*.
+    population : float64 [n_T, M]
+        Probability of the initial state at each temperature.
+    temperatures : float64 [n_T]
+        Temperatures, units of E* (k_B = 1).
+    volume : float
+        V = L³ in units of the current block volume (default 1).
+    """
+
+    omega: np.ndarray
+    amp: np.ndarray
+    population: np.ndarray
+    temperatures: np.ndarray
+    volume: float = 1.0
+
+    def __post_init__(self):
+        self.omega = np.asarray(self.omega, dtype=float).reshape(-1)
+        self.temperatures = np.atleast_1d(np.asarray(self.temperatures, dtype=float))
+        m, n_t = self.omega.shape[0], self.temperatures.shape[0]
+        self.amp = np.asarray(self.amp, dtype=float).reshape(m, 6)
+        self.population = np.asarray(self.population, dtype=float).reshape(n_t, m)
+        self.volume = float(self.volume)
+        if not (np.isfinite(self.volume) and self.volume > 0):
+            raise InputError(f"volume = {self.volume!r}: must be a finite number > 0")
+
+    @property
+    def size(self) -> int:
+        """Number of transitions M."""
+        return int(self.omega.shape[0])
+
+    def concat(self, others: Iterable["Transitions"]) -> "Transitions":
+        """Join transition lists of the same system (same temperatures and volume) into one."""
+        if isinstance(others, Transitions):
+            others = [others]
+        parts = [self, *others]
+        for other in parts[1:]:
+            if other.temperatures.shape != self.temperatures.shape or not np.allclose(
+                other.temperatures, self.temperatures, rtol=1e-12, atol=0.0
+            ):
+                raise InputError(
+                    f"temperatures = {other.temperatures.tolist()}: must equal {self.temperatures.tolist()} to concat"
+                )
+            if not np.isclose(other.volume, self.volume, rtol=1e-12, atol=0.0):
+                raise InputError(f"volume = {other.volume!r}: must equal {self.volume!r} to concat")
+        return Transitions(
+            omega=np.concatenate([p.omega for p in parts]),
+            amp=np.concatenate([p.amp for p in parts], axis=0),
+            population=np.concatenate([p.population for p in parts], axis=1),
+            temperatures=self.temperatures.copy(),
+            volume=self.volume,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+def _temperatures(temperatures) -> np.ndarray:
+    t = np.atleast_1d(np.asarray(temperatures, dtype=float))
+    if t.ndim != 1 or t.size == 0:
+        raise InputError(f"temperatures = {np.asarray(temperatures).tolist()}: must be a non-empty 1-D list")
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise InputError(f"temperatures = {t.tolist()}: must be finite numbers ≥ 0 (units of E*)")
+    return t
+
+
+def _omega_grid(omega, line: str) -> np.ndarray:
+    w = np.atleast_1d(np.asarray(omega, dtype=float))
+    if w.ndim != 1 or w.size == 0:
+        raise InputError(f"omega = {np.asarray(omega).tolist()}: must be a non-empty 1-D grid")
+    if not np.all(np.isfinite(w)):
+        raise InputError(f"omega = {w.tolist()}: must be finite numbers (units of E*)")
+    if line == "bins" and (w.size < 2 or np.any(np.diff(w) <= 0)):
+        raise InputError(f"omega = {w.tolist()}: for line='bins' must be ≥ 2 strictly increasing bin edges")
+    return w
+
+
+def _line_args(line: str, width) -> float:
+    if line not in LINES:
+        from .errors import suggest
+
+        raise InputError(f"line = {line!r}: must be one of {', '.join(LINES)}" + suggest(str(line), LINES))
+    if line == "bins":
+        return 0.0
+    try:
+        eta = float(width)
+    except (TypeError, ValueError):
+        raise InputError(f"width = {width!r}: must be a finite number > 0 for line={line!r}") from None
+    if not (np.isfinite(eta) and eta > 0):
+        raise InputError(f"width = {width!r}: must be a finite number > 0 for line={line!r}")
+    return eta
+
+
+def _strain(name: str, e) -> np.ndarray:
+    e = np.asarray(e, dtype=float)
+    if e.shape != (6,) or not np.all(np.isfinite(e)):
+        raise InputError(f"{name} = {e.tolist()}: must be a finite Mandel 6-vector")
+    return e
+
+
+def _check_transitions(trans) -> Transitions:
+    if not isinstance(trans, Transitions):
+        raise InputError(f"trans = {type(trans).__name__}: must be a blocksim.response.Transitions")
+    return trans
+
+
+# --------------------------------------------------------------------------------------------
+# Populations
+# --------------------------------------------------------------------------------------------
+def boltzmann(energies, temperatures) -> np.ndarray:
+    """Boltzmann probabilities ``p[t, m] = e^{−E_m/T_t}/Z`` ``[n_T, n]`` (energies, T in units of E*).
+
+    T = 0 gives the ground-state projector; a degenerate ground state (levels within
+    1e-12·max(1, max|E|) of the lowest) shares the weight equally. Negative or non-finite
+    temperatures raise InputError.
+    """
+    e = np.asarray(energies, dtype=float)
+    if e.ndim != 1 or e.size == 0 or not np.all(np.isfinite(e)):
+        raise InputError(f"energies = {e.tolist()}: must be a non-empty 1-D list of finite numbers")
+    t = _temperatures(temperatures)
+    de = e - e.min()
+    p = np.empty((t.size, e.size))
+    tol = 1e-12 * max(1.0, float(np.max(np.abs(e))))
+    for i, temp in enumerate(t):
+        if temp == 0.0:
+            w = (de <= tol).astype(float)
+        else:
+            w = np.exp(-de / temp)
+        p[i] = w / w.sum()
+    return p
+
+
+def thermal_factor(omega, temperatures) -> np.ndarray:
+    """``1 − e^{−βω}`` ``[n_T, n_ω]`` for ω ≥ 0, odd-extended to ω < 0 as −(1 − e^{−β|ω|}).
+
+    The odd extension makes ``thermal_factor·Im χ̃`` odd in ω (exact for sharp lines) and avoids
+    overflow at T → 0. At T = 0 the factor is sign(ω) (1 for ω > 0, 0 at ω = 0).
+    """
+    w = np.atleast_1d(np.asarray(omega, dtype=float))
+    t = _temperatures(temperatures)
+    aw = np.abs(w)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(t[:, None] > 0, aw / np.where(t[:, None] > 0, t[:, None], 1.0), np.inf)
+    f = -np.expm1(-x)
+    f = np.where(aw == 0, 0.0, f)
+    return np.sign(w)[None, :] * f
+
+
+def transitions_from_levels(energies, stress, temperatures, volume: float = 1.0) -> Transitions:
+    """All ordered transitions m → n (m ≠ n) of one closed system with Boltzmann populations.
+
+    ``energies`` [n] (units of E*), ``stress`` [6, n, n] Mandel components in the energy eigenbasis
+    (units of T*), ``temperatures`` [n_T] (units of E*). Transition k = (m, n) has ω_k = E_n − E_m,
+    amp[k] = stress[:, m, n], population[:, k] = p_m(T) (:func:`boltzmann`). The M = n(n − 1)
+    transitions are in row-major (m, n) order. Diagonal elements are excluded (see module docstring).
+    """
+    e = np.asarray(energies, dtype=float)
+    s = np.asarray(stress, dtype=float)
+    if e.ndim != 1 or e.size < 2:
+        raise InputError(f"n = {e.size if e.ndim == 1 else e.shape}: must be an integer ≥ 2 (energies [n])")
+    n = e.size
+    if s.shape != (6, n, n):
+        raise InputError(f"stress shape = {s.shape}: must be [6, {n}, {n}] to match energies [{n}]")
+    if not np.all(np.isfinite(s)):
+        raise InputError("stress: must contain only finite numbers")
+    p = boltzmann(e, temperatures)
+    m_idx, n_idx = np.nonzero(~np.eye(n, dtype=bool))
+    return Transitions(
+        omega=e[n_idx] - e[m_idx],
+        amp=s[:, m_idx, n_idx].T,
+        population=p[:, m_idx],
+        temperatures=_temperatures(temperatures),
+        volume=volume,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Line shapes
+# --------------------------------------------------------------------------------------------
+def line_profiles(centres, omega, line: str, width, part: str):
+    """Line-shape matrix ``[M, n_ω]`` for transitions at ``centres`` (ω_k) on the grid ``omega``.
+
+    ``part="im"`` gives g(ω − ω_k) (normalized, units 1/E*), ``part="re"`` gives R(ω − ω_k), the
+    Kramers–Kronig partner (see module docstring). For ``line="bins"`` omega are edges and the
+    matrix is ``[M, len(edges) − 1]``.
+    """
+    c = np.asarray(centres, dtype=float)
+    w = np.asarray(omega, dtype=float)
+    if line == "bins":
+        widths = np.diff(w)
+        if part == "im":
+            j = np.searchsorted(w, c, side="right") - 1
+            out = np.zeros((c.size, widths.size))
+            ok = (j >= 0) & (j < widths.size)
+            out[np.nonzero(ok)[0], j[ok]] = 1.0 / widths[j[ok]]
+            return out
+        with np.errstate(divide="ignore"):
+            logs = np.log(np.abs(w[None, :] - c[:, None]))
+        return (logs[:, 1:] - logs[:, :-1]) / widths[None, :]
+    x = w[None, :] - c[:, None]
+    if line == "lorentzian":
+        if part == "im":
+            return (width / np.pi) / (x * x + width * width)
+        return x / (x * x + width * width)
+    # gaussian, width = standard deviation σ
+    if part == "im":
+        return np.exp(-0.5 * (x / width) ** 2) / (width * np.sqrt(2.0 * np.pi))
+    s2 = np.sqrt(2.0) * width
+    return (2.0 / s2) * dawsn(x / s2)
+
+
+def _spectral_sum(trans: Transitions, weights, omega, line, width, part, sign_pair: int | None):
+    """``Σ_k p_k(T) W_kc [L(ω − ω_k) + sign_pair·L(ω + ω_k)]`` → [n_T, n_c, n_ω] (chunked GEMM).
+
+    ``weights`` [M, n_c]; ``sign_pair`` None drops the mirrored term. L is g (part="im") or R.
+    """
+    n_t, m = trans.population.shape
+    n_c = weights.shape[1]
+    n_w = omega.size - 1 if line == "bins" else omega.size
+    out = np.zeros((n_t, n_c, n_w))
+    for start in range(0, m, _CHUNK):
+        sl = slice(start, min(start + _CHUNK, m))
+        prof = line_profiles(trans.omega[sl], omega, line, width, part)
+        if sign_pair is not None:
+            prof = prof + sign_pair * line_profiles(-trans.omega[sl], omega, line, width, part)
+        q = trans.population[:, sl, None] * weights[None, sl, :]  # [n_T, m, n_c]
+        out += np.einsum("tmc,mw->tcw", q, prof, optimize=True)
+    return out
+
+
+def _projected_weights(trans, strain_a, strain_b):
+    e_a = _strain("strain_a", strain_a)
+    e_b = e_a if strain_b is None else _strain("strain_b", strain_b)
+    return ((trans.amp @ e_a) * (trans.amp @ e_b))[:, None]
+
+
+def _centres(omega, line):
+    w = np.asarray(omega, dtype=float)
+    return 0.5 * (w[1:] + w[:-1]) if line == "bins" else w
+
+
+def _response(trans, wts, w, line, eta, quantity, form) -> np.ndarray:
+    """Core of all response functions: ``[n_T, n_c, n_ω]`` for weight columns ``wts`` [M, n_c]."""
+    pref = -np.pi / trans.volume
+    if quantity == "re_chi":
+        return _spectral_sum(trans, wts, w, line, eta, "re", -1) / trans.volume
+    if quantity == "im_chi_tilde":
+        return pref * _spectral_sum(trans, wts, w, line, eta, "im", None)
+    if form == "spectral":
+        return pref * _spectral_sum(trans, wts, w, line, eta, "im", -1)
+    # detailed balance: sign(ω)(1 − e^{−β|ω|}) Im χ̃(|ω|), Im χ̃ taken at the mirrored point/bin
+    centres = _centres(w, line)
+    tilde = pref * _spectral_sum(trans, wts, w, line, eta, "im", None)
+    factor = thermal_factor(centres, trans.temperatures)[:, None, :]
+    if np.all(centres >= 0):
+        return factor * tilde
+    if line == "bins":
+        mirrored = -w[::-1]
+        tilde_m = pref * _spectral_sum(trans, wts, mirrored, line, eta, "im", None)[..., ::-1]
+    else:
+        tilde_m = pref * _spectral_sum(trans, wts, -w, line, eta, "im", None)
+    return factor * np.where(centres[None, None, :] >= 0, tilde, tilde_m)
+
+
+# --------------------------------------------------------------------------------------------
+# Public response functions
+# --------------------------------------------------------------------------------------------
+def im_chi_tilde(trans, omega, strain_a, strain_b=None, *, line: str = "lorentzian", width=None) -> np.ndarray:
+    """Im χ̃_ab(T, ω) ``[n_T, n_ω]`` = −(π/V) Σ_k p_k (e_a·amp_k)(e_b·amp_k) g(ω − ω_k)  (Eq. 2.11 of [ZL]).
+
+    Negative for ω > 0 when strain_b = strain_a (the default). ``omega`` in units of E* (bin edges
+    for line="bins"); ``width`` in units of E* (η for Lorentzian, σ for Gaussian; unused for bins).
+    Result in units of T*²/(E*·V).
+    """
+    trans = _check_transitions(trans)
+    eta = _line_args(line, width)
+    w = _omega_grid(omega, line)
+    wts = _projected_weights(trans, strain_a, strain_b)
+    return _response(trans, wts, w, line, eta, "im_chi_tilde", None)[:, 0, :]
+
+
+def im_chi(
+    trans, omega, strain_a, strain_b=None, *, line: str = "lorentzian", width=None, form: str = "detailed_balance"
+) -> np.ndarray:
+    """Im χ_ab(T, ω) ``[n_T, n_ω]``, negative for ω > 0 and odd in ω (Eq. 2.9, 2.11 of [ZL]).
+
+    ``form="detailed_balance"``: (1 − e^{−βω}) Im χ̃(ω) (Eq. 2.11) for ω ≥ 0, extended as an odd
+    function, Im χ(−ω) = −Im χ(ω) (exact for sharp lines; stable at T = 0, where the factor is 1 for
+    ω > 0). For line="bins" the factor uses the bin centres and the mirror of a bin with negative
+    centre is the bin reflected through ω = 0.
+    ``form="spectral"``: Im χ̃(ω) − Im χ̃(−ω) = −(π/V) Σ_k p_k u_k v_k [g(ω − ω_k) − g(ω + ω_k)], the exact
+    Kramers–Kronig partner of :func:`re_chi` (equal to the first form for sharp lines).
+    """
+    trans = _check_transitions(trans)
+    if form not in _FORMS:
+        raise InputError(f"form = {form!r}: must be one of {', '.join(_FORMS)}")
+    eta = _line_args(line, width)
+    w = _omega_grid(omega, line)
+    wts = _projected_weights(trans, strain_a, strain_b)
+    return _response(trans, wts, w, line, eta, "im_chi", form)[:, 0, :]
+
+
+def re_chi(trans, omega, strain_a, strain_b=None, *, line: str = "lorentzian", width=None) -> np.ndarray:
+    """Re χ_ab(T, ω) ``[n_T, n_ω]`` = (1/V) Σ_k p_k u_k v_k [R(ω − ω_k) − R(ω + ω_k)] from the spectral sum.
+
+    For sharp lines R(x) = P(1/x), giving (1/V) Σ p_k u_k v_k 2ω_k/(ω² − ω_k²) (DESIGN); with a line
+    shape R is the KK partner of g, so ``re_chi`` and ``im_chi(form="spectral")`` are an exact
+    Kramers–Kronig pair. The static limit is negative, Re χ_aa(0) = −(2/V) Σ_k p_k u_k²/ω_k < 0
+    (pairing each transition with its reverse). Units T*²/(E*·V).
+    """
+    trans = _check_transitions(trans)
+    eta = _line_args(line, width)
+    w = _omega_grid(omega, line)
+    wts = _projected_weights(trans, strain_a, strain_b)
+    return _response(trans, wts, w, line, eta, "re_chi", None)[:, 0, :]
+
+
+# Mandel index pairs (a ≤ b) for the 21 independent components of χ_ab.
+_IU = np.triu_indices(6)
+
+
+def chi_tensor(
+    trans, omega, *, quantity: str = "im_chi", line: str = "lorentzian", width=None, form: str = "detailed_balance"
+) -> np.ndarray:
+    """Full Mandel response tensor ``[n_T, n_ω, 6, 6]`` of ``quantity`` ∈ {im_chi, im_chi_tilde, re_chi}.
+
+    ``χ_l = e_l·χ·e_l`` for any strain follows by contraction. Built from the 21 independent
+    components in one pass over the transitions.
+    """
+    trans = _check_transitions(trans)
+    if quantity not in _QUANTITIES:
+        raise InputError(f"quantity = {quantity!r}: must be one of {', '.join(_QUANTITIES)}")
+    if form not in _FORMS:
+        raise InputError(f"form = {form!r}: must be one of {', '.join(_FORMS)}")
+    eta = _line_args(line, width)
+    w = _omega_grid(omega, line)
+    wts = trans.amp[:, _IU[0]] * trans.amp[:, _IU[1]]  # [M, 21]
+    comp = _response(trans, wts, w, line, eta, quantity, form)
+    n_t, _, n_w = comp.shape
+    out = np.zeros((n_t, n_w, 6, 6))
+    out[:, :, _IU[0], _IU[1]] = np.moveaxis(comp, 1, 2)
+    out[:, :, _IU[1], _IU[0]] = np.moveaxis(comp, 1, 2)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Directions and powder average
+# --------------------------------------------------------------------------------------------
+_NAMED = {
+    "100": (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])),
+    "110": (np.array([1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
+    "111": (np.array([1.0, 1.0, 1.0]), np.array([1.0, -1.0, 0.0])),
+}
+
+
+def powder_directions(quadrature="icosahedron") -> np.ndarray:
+    """Unit propagation directions ``[K, 3]`` for the powder (orientation) average, equal weights.
+
+    ``"icosahedron"`` (default): the 6 axes through the vertices of a regular icosahedron. The 12
+    vertices are a spherical 5-design, and χ_l(q) and the polarization-summed χ_t(q) are even
+    polynomials of degree 4 in q, so this 6-point average is the **exact** orientation average (it
+    equals the isotropic projection of Eq. 2.12). An integer K gives a Fibonacci sphere of K points
+    (z_i = 1 − (2i + 1)/K, φ_i = i·π(3 − √5)), an approximate quadrature kept for comparison.
+    """
+    if isinstance(quadrature, str):
+        if quadrature != "icosahedron":
+            raise InputError(f"powder = {quadrature!r}: must be 'icosahedron' or an integer K ≥ 1")
+        phi = 0.5 * (1.0 + np.sqrt(5.0))
+        v = np.array([[0.0, 1.0, phi], [0.0, 1.0, -phi], [1.0, phi, 0.0], [1.0, -phi, 0.0],
+                      [phi, 0.0, 1.0], [-phi, 0.0, 1.0]])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    if isinstance(quadrature, (bool, np.bool_)) or not isinstance(quadrature, (int, np.integer)) or quadrature < 1:
+        raise InputError(f"powder = {quadrature!r}: must be 'icosahedron' or an integer K ≥ 1")
+    k = int(quadrature)
+    i = np.arange(k)
+    z = 1.0 - (2.0 * i + 1.0) / k
+    rho = np.sqrt(1.0 - z * z)
+    ang = i * np.pi * (3.0 - np.sqrt(5.0))
+    return np.stack([rho * np.cos(ang), rho * np.sin(ang), z], axis=1)
+
+
+def _two_polarizations(q, p1=None):
+    q = np.asarray(q, dtype=float)
+    q = q / np.linalg.norm(q)
+    if p1 is None:
+        trial = np.array([1.0, 0.0, 0.0]) if abs(q[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        p1 = trial - q * (trial @ q)
+    p1 = np.asarray(p1, dtype=float)
+    p1 = p1 - q * (p1 @ q)
+    p1 = p1 / np.linalg.norm(p1)
+    p2 = np.cross(q, p1)
+    return q, p1, p2
+
+
+def _contract(tensor, e):
+    return np.einsum("a,twab,b->tw", e, tensor, e)
+
+
+def chi_components(
+    trans,
+    omega,
+    directions=("100", "110", "111"),
+    *,
+    quantity: str = "im_chi",
+    line: str = "lorentzian",
+    width=None,
+    form: str = "detailed_balance",
+    powder="icosahedron",
+) -> dict:
+    """Longitudinal and transverse response along named directions and powder-averaged.
+
+    ``directions``: Miller-index strings "100", "110", "111" or 3-vectors (keyed by their string).
+    For each direction q: ``"l"`` = e_l·χ·e_l (χ_qqqq) and, with two orthonormal polarizations
+    p1, p2 ⊥ q, ``"t1"``, ``"t2"`` = χ_qp qp and ``"t"`` = their mean (e_l, e_t from
+    :func:`tensors.direction_strains`). Named polarizations: [100]: p1 = [010]; [110]: p1 = [001],
+    p2 = [1−10]/√2 (the two differ on a cubic lattice); [111]: p1 = [1−10]/√2. ``"powder"`` holds the
+    same keys averaged over :func:`powder_directions` (default exact icosahedral 5-design).
+
+    Returns ``{name: {"q": q, "l": [n_T, n_ω], "t": ..., "t1": ..., "t2": ...}, ..., "powder": {...},
+    "tensor": [n_T, n_ω, 6, 6]}``; ``quantity`` ∈ {"im_chi", "im_chi_tilde", "re_chi"}.
+    "MB" in blocksim means :func:`mb_ratio` of the powder "l" and "t" Im χ (DESIGN).
+    """
+    tensor = chi_tensor(trans, omega, quantity=quantity, line=line, width=width, form=form)
+    result: dict = {"tensor": tensor}
+    items = []
+    for d in directions:
+        if isinstance(d, str):
+            if d not in _NAMED:
+                raise InputError(f"directions = {d!r}: named directions are {', '.join(_NAMED)} (or give a 3-vector)")
+            q, p1 = _NAMED[d]
+            items.append((d, q, p1))
+        else:
+            q = np.asarray(d, dtype=float)
+            if q.shape != (3,) or not np.all(np.isfinite(q)) or not np.linalg.norm(q) > 0:
+                raise InputError(f"directions = {q.tolist()}: each must be a non-zero finite 3-vector")
+            items.append((str(tuple(float(x) for x in q)), q, None))
+    for name, q, p1 in items:
+        q, p1, p2 = _two_polarizations(q, p1)
+        e_l, e_t1 = direction_strains(q, p1)
+        _, e_t2 = direction_strains(q, p2)
+        t1, t2 = _contract(tensor, e_t1), _contract(tensor, e_t2)
+        result[name] = {"q": q, "l": _contract(tensor, e_l), "t1": t1, "t2": t2, "t": 0.5 * (t1 + t2)}
+    dirs = powder_directions(powder)
+    acc = {"l": 0.0, "t1": 0.0, "t2": 0.0}
+    for q in dirs:
+        q, p1, p2 = _two_polarizations(q)
+        e_l, e_t1 = direction_strains(q, p1)
+        _, e_t2 = direction_strains(q, p2)
+        acc["l"] = acc["l"] + _contract(tensor, e_l)
+        acc["t1"] = acc["t1"] + _contract(tensor, e_t1)
+        acc["t2"] = acc["t2"] + _contract(tensor, e_t2)
+    k = len(dirs)
+    powder_res = {key: val / k for key, val in acc.items()}
+    powder_res["t"] = 0.5 * (powder_res["t1"] + powder_res["t2"])
+    powder_res["directions"] = dirs
+    result["powder"] = powder_res
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Kramers–Kronig, absorption, MB ratio
+# --------------------------------------------------------------------------------------------
+def kramers_kronig_re(omega, im_chi_values) -> np.ndarray:
+    """Numerical KK transform ``Re χ(ω_i) = (1/π) P∫ Im χ(ω')/(ω' − ω_i) dω'`` on the grid itself.
+
+    ``omega`` [N] strictly increasing (need not be uniform); ``im_chi_values`` [..., N]. Im χ is
+    taken piecewise linear between grid points and zero outside the grid, and each segment is
+    integrated exactly against 1/(ω' − ω_i); the logarithmic singularities of the two segments next
+    to ω_i cancel (principal value). Error: O(h²) from the interpolation plus the truncation of the
+    tails outside the grid (make the grid cover the spectrum; for odd Im χ make it symmetric).
+    """
+    w = np.asarray(omega, dtype=float)
+    f = np.asarray(im_chi_values, dtype=float)
+    if w.ndim != 1 or w.size < 2 or np.any(np.diff(w) <= 0) or not np.all(np.isfinite(w)):
+        raise InputError("omega: must be a 1-D strictly increasing finite grid of ≥ 2 points")
+    if f.shape[-1] != w.size:
+        raise InputError(f"im_chi shape = {f.shape}: last axis must have length {w.size} (the omega grid)")
+    a, b = w[:-1], w[1:]
+    h = b - a
+    fa, fb = f[..., :-1], f[..., 1:]
+    slope = (fb - fa) / h
+    out = np.empty(f.shape)
+    for i, wi in enumerate(w):
+        da, db = np.abs(a - wi), np.abs(b - wi)
+        with np.errstate(divide="ignore"):
+            la = np.where(da > 0, np.log(np.where(da > 0, da, 1.0)), 0.0)
+            lb = np.where(db > 0, np.log(np.where(db > 0, db, 1.0)), 0.0)
+        f_at = fa + slope * (wi - a)  # the segment's line evaluated at ω_i
+        out[..., i] = np.sum(f_at * (lb - la) + slope * h, axis=-1)
+    return out / np.pi
+
+
+def absorption_rate(im_chi_tilde_value, omega, temperature, *, amplitude_k: float = 1.0, volume: float = 1.0):
+    """Energy absorption rate Ė = −2 L³ (Ak)² ω (1 − e^{−βω}) Im χ̃(T, ω)  (Eq. 3.1 of [ZL]); positive.
+
+    ``im_chi_tilde_value`` broadcastable to [n_T, n_ω] (or a scalar), ``omega`` scalar or [n_ω] (units
+    of E*), ``temperature`` scalar or [n_T] (units of E*), ``amplitude_k`` = A·k (dimensionless strain
+    amplitude), ``volume`` = L³. Scalar omega/temperature axes are dropped from the result. With
+    Eq. (2.11) for one TTLS this reproduces Eq. (2.2) exactly (see tests/test_response.py).
+    """
+    w = np.asarray(omega, dtype=float)
+    t = np.asarray(temperature, dtype=float)
+    if w.ndim > 1 or not np.all(np.isfinite(w)) or w.size == 0:
+        raise InputError(f"omega = {w.tolist()}: must be a finite scalar or non-empty 1-D grid")
+    ak = float(amplitude_k)
+    vol = float(volume)
+    if not np.isfinite(ak):
+        raise InputError(f"amplitude_k = {amplitude_k!r}: must be a finite number")
+    if not (np.isfinite(vol) and vol > 0):
+        raise InputError(f"volume = {volume!r}: must be a finite number > 0")
+    factor = thermal_factor(np.atleast_1d(w), np.atleast_1d(t))  # [n_T, n_ω]
+    chi = np.broadcast_to(np.asarray(im_chi_tilde_value, dtype=float), factor.shape)
+    rate = -2.0 * vol * ak * ak * np.atleast_1d(w)[None, :] * factor * chi
+    if w.ndim == 0:
+        rate = rate[:, 0]
+    if t.ndim == 0:
+        rate = rate[0]
+    return rate if np.ndim(rate) else float(rate)
+
+
+def mb_ratio(im_chi_l, im_chi_t):
+    """Meissner–Berret ratio sqrt(Im χ_l / Im χ_t) (elementwise).
+
+    Both must be finite and of the same sign (both negative for ω > 0); Im χ_t = 0 or opposite
+    signs raise InputError.
+    """
+    l_ = np.asarray(im_chi_l, dtype=float)
+    t_ = np.asarray(im_chi_t, dtype=float)
+    if not (np.all(np.isfinite(l_)) and np.all(np.isfinite(t_))):
+        raise InputError("im_chi_l, im_chi_t: must be finite")
+    if np.any(t_ == 0):
+        raise InputError("im_chi_t = 0: the ratio is undefined (no transverse spectral weight)")
+    ratio = l_ / t_
+    if np.any(ratio < 0):
+        raise InputError("im_chi_l / im_chi_t < 0: the two must have the same sign")
+    out = np.sqrt(ratio)
+    return out if np.ndim(out) else float(out)
