@@ -349,6 +349,7 @@ def goe_blocks(
     energies[:, 0] = 0.0
     x = random_symmetric_matrices(rng, (count, 6), n)
     x = np.einsum("pji,pkjl,plm->pkim", u, x, u)  # Uᵀ x U
+    x = 0.5 * (x + np.swapaxes(x, -1, -2))  # exactly symmetric (removes rounding asymmetry)
     stress = np.einsum("ka,pkmn->pamn", _component_weights(mb_bare), x)
     return energies, stress
 
