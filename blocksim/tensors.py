@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "MANDEL_INDEX",
     "MANDEL_WEIGHT",
@@ -158,15 +160,22 @@ def direction_strains(q, p=None) -> tuple[np.ndarray, np.ndarray]:
     The wave propagates along unit vector ``q`` with transverse polarization ``p ⊥ q``. The
     longitudinal strain is ``e_l = q⊗q`` and the transverse one ``e_t = (q⊗p + p⊗q)/2``, so that
     ``e_l·C·e_l = C_qqqq = χ_l`` and ``e_t·C·e_t = C_qpqp = χ_t`` (BRIEF §1.4; for q = z, p = x these
-    are χ_zzzz and χ_xzxz). If ``p`` is omitted a fixed perpendicular vector is chosen.
+    are χ_zzzz and χ_xzxz). If ``p`` is omitted a fixed perpendicular vector is chosen; a given ``p`` is
+    projected perpendicular to ``q``. A zero ``q`` or a ``p`` parallel to ``q`` raises InputError.
     """
     q = np.asarray(q, dtype=float)
+    if q.shape != (3,) or not np.all(np.isfinite(q)) or not np.linalg.norm(q) > 0:
+        raise InputError(f"q = {q.tolist()}: must be a finite non-zero 3-vector")
     q = q / np.linalg.norm(q)
     if p is None:
         trial = np.array([1.0, 0.0, 0.0]) if abs(q[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
         p = trial - q * (trial @ q)
-    p = np.asarray(p, dtype=float)
-    p = p - q * (p @ q)
+    p_in = np.asarray(p, dtype=float)
+    if p_in.shape != (3,) or not np.all(np.isfinite(p_in)):
+        raise InputError(f"p = {p_in.tolist()}: must be a finite 3-vector")
+    p = p_in - q * (p_in @ q)
+    if not np.linalg.norm(p) > 1e-12 * np.linalg.norm(p_in):
+        raise InputError(f"p = {p_in.tolist()}: must not be parallel to q = {q.tolist()}")
     p = p / np.linalg.norm(p)
     e_l = to_mandel(np.outer(q, q))
     e_t = to_mandel(0.5 * (np.outer(q, p) + np.outer(p, q)))

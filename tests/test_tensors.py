@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from blocksim import tensors
+from blocksim.errors import InputError
 
 
 def _random_symmetric(rng, size=None):
@@ -272,3 +273,17 @@ def test_direction_strains_of_isotropic_tensor():
         # the default polarization is perpendicular to q
         t = tensors.from_mandel(e_t)
         assert np.isclose(np.trace(t), 0.0, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "q, p, field",
+    [
+        pytest.param([0, 0, 0], None, "q", id="q=0"),
+        pytest.param([0, 0, np.nan], None, "q", id="q-nan"),
+        pytest.param([0, 0, 1], [0, 0, 2], "p", id="p-parallel"),
+        pytest.param([1, 1, 0], [1, 1], "p", id="p-shape"),
+    ],
+)
+def test_direction_strains_bad_input(q, p, field):
+    with pytest.raises(InputError, match=rf"^{field} = .*must"):
+        tensors.direction_strains(q, p)
