@@ -105,8 +105,12 @@ class Transitions:
         self.omega = np.asarray(self.omega, dtype=float).reshape(-1)
         self.temperatures = np.atleast_1d(np.asarray(self.temperatures, dtype=float))
         m, n_t = self.omega.shape[0], self.temperatures.shape[0]
-        self.amp = np.asarray(self.amp, dtype=float).reshape(m, 6)
-        self.population = np.asarray(self.population, dtype=float).reshape(n_t, m)
+        self.amp = np.asarray(self.amp, dtype=float)
+        self.population = np.asarray(self.population, dtype=float)
+        if self.amp.shape != (m, 6):
+            raise InputError(f"amp shape = {self.amp.shape}: must be [M, 6] = [{m}, 6]")
+        if self.population.shape != (n_t, m):
+            raise InputError(f"population shape = {self.population.shape}: must be [n_T, M] = [{n_t}, {m}]")
         self.volume = float(self.volume)
         if not (np.isfinite(self.volume) and self.volume > 0):
             raise InputError(f"volume = {self.volume!r}: must be a finite number > 0")

@@ -403,6 +403,10 @@ BAD = [
     pytest.param(lambda: response.kramers_kronig_re([0.0, 0.0, 1.0], np.zeros(3)), r"omega", id="kk-grid"),
     pytest.param(lambda: Transitions([0.1], np.zeros((1, 6)), np.ones((1, 1)), [0.1], volume=-1.0), r"volume",
                  id="volume"),
+    pytest.param(lambda: Transitions(np.zeros(6), np.zeros((6, 6)).T[:, :6], np.ones((6, 1)), [0.1]),
+                 r"population shape", id="population-transposed"),
+    pytest.param(lambda: Transitions(np.zeros(3), np.zeros((6, 3)), np.ones((1, 3)), [0.1]), r"amp shape",
+                 id="amp-transposed"),
 ]
 
 
