@@ -1,0 +1,130 @@
+"""``blocksim merge SWEEP.toml -o SUMMARY.h5``: one summary file for a whole sweep.
+
+Layout (also in docs/sweeps.md)::
+
+    /                         attrs: format = "blocksim-sweep-summary", format_version, sweep,
+                                     sweep_toml, entropy, n_tasks, n_merged, blocksim_version, created
+    /tasks/                   one entry per task, in task order (the manifest table)
+        index, task_id, file, replicate, state, message, spawn_key [n, 1]
+        params/<dotted key>   value of each swept key per task
+        merged [n] bool       True where the task's trajectory was merged
+    /runs/<task_id>/          one group per merged task; attrs: index, replicate, file, status,
+                              config_toml, seed_entropy, and every swept key's value
+        summary/...           a copy of the trajectory's /summary group (datasets keep units and
+                              description)
+    /stacked/<name> [n, S]    every 1-D /summary dataset stacked over tasks, float64, NaN-padded to
+                              the longest run (S steps); rows of unmerged tasks are NaN
+    /stacked/length [n]       number of valid entries per row (0 for unmerged tasks)
+
+Only tasks whose files are complete are merged; the others keep their state and message in /tasks.
+Exit code 0, or 1 with ``--strict`` when some task is not done.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+FORMAT_VERSION = 1
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file")
+    parser.add_argument("-o", "--output", required=True, metavar="SUMMARY.h5", help="summary file to write")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any task is not done")
+
+
+def _attr_value(v):
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def merge_sweep(spec, output) -> dict:
+    """Write the summary file of ``spec`` to ``output`` (atomically); return the state counts."""
+    import h5py
+
+    from .. import __version__
+    from .manifest import collect_states, counts, manifest_records, write_task_table
+
+    output = Path(output)
+    if output.suffix not in (".h5", ".hdf5"):
+        raise InputError(f"-o: {str(output)!r} must end in .h5")
+    states = collect_states(spec)
+    records = manifest_records(spec, states)
+    merged = np.array([st.state == "done" for st in states], dtype=bool)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    stacked: dict[str, dict[int, np.ndarray]] = {}
+    stacked_attrs: dict[str, dict] = {}
+    try:
+        with h5py.File(tmp, "w") as out:
+            out.attrs.update({
+                "format": "blocksim-sweep-summary", "format_version": FORMAT_VERSION, "sweep": spec.name,
+                "sweep_toml": spec.text, "entropy": spec.entropy, "n_tasks": len(spec.tasks),
+                "n_merged": int(merged.sum()), "blocksim_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            })
+            table = out.create_group("tasks")
+            write_task_table(table, spec, records)
+            ds = table.create_dataset("merged", data=merged)
+            ds.attrs.update(description="True where the task's trajectory was merged into /runs", units="1")
+            runs = out.create_group("runs")
+            for task, st in zip(spec.tasks, states):
+                if st.state != "done":
+                    continue
+                with h5py.File(st.path, "r") as src:
+                    if "summary" not in src:
+                        raise InputError(f"merge: {st.path} has no /summary group")
+                    g = runs.create_group(task.task_id)
+                    g.attrs.update({"index": task.index, "replicate": task.replicate, "file": task.filename})
+                    for key in ("status", "config_toml", "seed_entropy", "spawn_key"):
+                        if key in src.attrs:
+                            g.attrs[key] = src.attrs[key]
+                    for key, value in task.params:
+                        g.attrs[key] = _attr_value(value)
+                    src.copy(src["summary"], g, "summary")
+                    for name, dset in src["summary"].items():
+                        if isinstance(dset, h5py.Dataset) and dset.ndim == 1 and dset.dtype.kind in "biuf":
+                            stacked.setdefault(name, {})[task.index] = dset[()].astype(np.float64)
+                            stacked_attrs.setdefault(name, dict(dset.attrs))
+            sg = out.create_group("stacked")
+            sg.attrs["description"] = "1-D /summary datasets stacked over tasks (rows = task index), NaN-padded"
+            width = max((len(a) for d in stacked.values() for a in d.values()), default=0)
+            length = np.zeros(len(spec.tasks), dtype=np.int64)
+            for name, rows in stacked.items():
+                arr = np.full((len(spec.tasks), width), np.nan)
+                for i, a in rows.items():
+                    arr[i, : len(a)] = a
+                    length[i] = max(length[i], len(a))
+                ds = sg.create_dataset(name, data=arr)
+                ds.attrs.update(stacked_attrs[name])
+                ds.attrs["stacked"] = "rows: task index; columns: entries of /summary/" + name
+            ds = sg.create_dataset("length", data=length)
+            ds.attrs.update(description="valid entries per row of the stacked arrays", units="1")
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return counts(states)
+
+
+def command(args) -> int:
+    from .cli import report
+    from .spec import load_spec
+
+    spec = load_spec(args.sweep, validate_configs=False)
+    n = merge_sweep(spec, args.output)
+    print(f"merged {n['done']} of {len(spec.tasks)} task(s) into {args.output}")
+    if n["done"] != len(spec.tasks):
+        from .manifest import collect_states
+
+        report(spec, collect_states(spec), stream=sys.stderr)
+        return 1 if args.strict else 0
+    return 0

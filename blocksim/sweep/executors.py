@@ -1,0 +1,429 @@
+"""Executors: run a sweep's tasks on a local process pool, a dask cluster, or a SLURM job array.
+
+Every executor runs the same function for task ``i``, :func:`blocksim.sweep.tasks.run_task` (the
+SLURM script calls it through ``blocksim run-task SWEEP.toml --index $SLURM_ARRAY_TASK_ID``), so the
+results do not depend on the executor or on the number of workers: the seed is a function of ``i``
+alone and each task uses the same number of Numba threads wherever it runs (``sweep.numba_threads``,
+lowered only when threads × concurrent tasks would exceed the cores).
+
+* :func:`run_local` — a ``ProcessPoolExecutor`` (spawned processes) with ``workers`` processes.
+* :func:`run_dask` — ``distributed.Client`` on a given scheduler, a ``LocalCluster``, or
+  ``dask_jobqueue.SLURMCluster`` (optional import).
+* :func:`submit_slurm` / :func:`wait_slurm` — render ``runs/slurm/job_array.sbatch.template``,
+  ``sbatch`` it, and poll ``squeue`` until the array has left the queue.
+* :func:`sweep_throughput` — the benchmark hook (tasks per second; SLURM overhead per task).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from ..errors import InputError, suggest
+from .spec import SweepSpec
+from .tasks import TaskResult, TaskTerminated, available_cores, numba_threads_for, run_task
+
+__all__ = [
+    "run_local",
+    "run_dask",
+    "render_sbatch",
+    "submit_slurm",
+    "wait_slurm",
+    "check_partition",
+    "array_ranges",
+    "default_template",
+    "sweep_throughput",
+]
+
+
+def _say(log, text: str) -> None:
+    if log is not None:
+        log(text)
+
+
+# ------------------------------------------------------------------------------------------- local
+def _init_worker(threads: int) -> None:
+    """Process-pool initializer: fix Numba's thread count before anything imports numba."""
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+
+
+def run_local(spec: SweepSpec, indices, *, workers: int | None = None, cores: int | None = None,
+              log=print, on_result=None) -> list[TaskResult]:
+    """Run ``indices`` on a pool of ``workers`` spawned processes; return the results in completion order.
+
+    ``workers`` defaults to ``[local] workers`` or cores // numba_threads; each task gets
+    ``min(numba_threads, cores // workers)`` Numba threads. On SIGTERM or Ctrl-C the pool's workers
+    get SIGTERM (each task records itself as failed and closes its file) and the exception propagates.
+    """
+    indices = list(indices)
+    cores = cores or spec.local.cores or available_cores()
+    workers = workers or spec.local.workers or max(1, cores // spec.numba_threads)
+    if workers < 1:
+        raise InputError(f"--workers: {workers} must be >= 1")
+    threads = numba_threads_for(spec, workers, cores)
+    _say(log, f"local executor: {workers} worker process(es) x {threads} numba thread(s) per task "
+              f"(NUMBA_NUM_THREADS={threads}, {cores} core(s)); {len(indices)} task(s) to run")
+    results: list[TaskResult] = []
+    if not indices:
+        return results
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    old = signal.signal(signal.SIGTERM, _raise_terminated) if _in_main_thread() else None
+    try:
+        futures = [pool.submit(run_task, spec, i, numba_threads=threads) for i in indices]
+        for fut in as_completed(futures):
+            res = fut.result()
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+    except BaseException:
+        _terminate_pool(pool)
+        raise
+    finally:
+        if _in_main_thread():
+            signal.signal(signal.SIGTERM, old)
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_terminated(signum, frame):
+    raise TaskTerminated("sweep terminated by SIGTERM")
+
+
+def _terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued tasks and send SIGTERM to the pool's worker processes (by pid)."""
+    for fut in list(getattr(pool, "_pending_work_items", {}).values()):
+        fut.future.cancel()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.join(timeout=30)
+
+
+# -------------------------------------------------------------------------------------------- dask
+def _dask_task(spec: SweepSpec, index: int, threads_by_worker: dict, default_threads: int) -> TaskResult:
+    """Run one task inside a dask worker with the thread count chosen for that worker."""
+    from distributed import get_worker
+
+    threads = threads_by_worker.get(get_worker().address, default_threads)
+    return run_task(spec, index, numba_threads=threads)
+
+
+def _threads_per_worker(client, spec: SweepSpec) -> dict:
+    """Numba threads for each worker so that, per host, Σ dask threads × numba threads ≤ host cores."""
+    workers = client.scheduler_info()["workers"]
+    cores = client.run(available_cores)
+    per_host: dict[str, int] = {}
+    for info in workers.values():
+        per_host[info["host"]] = per_host.get(info["host"], 0) + int(info["nthreads"])
+    return {addr: max(1, min(spec.numba_threads, cores.get(addr, 1) // max(1, per_host[info["host"]])))
+            for addr, info in workers.items()}
+
+
+def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_workers: int | None = None,
+             threads_per_worker: int | None = None, cores: int | None = None, log=print,
+             on_result=None) -> list[TaskResult]:
+    """Run ``indices`` on dask: the scheduler at ``scheduler`` (or ``[dask] scheduler``), else a started
+    ``LocalCluster`` (``n_workers`` processes × ``threads_per_worker`` threads, loopback only), or a
+    ``dask_jobqueue.SLURMCluster`` when ``[dask] cluster = "slurm"``. Returns results in completion order.
+    """
+    indices = list(indices)
+    from distributed import Client, LocalCluster, as_completed as dask_completed
+
+    opts = spec.dask
+    scheduler = scheduler or opts.scheduler
+    tpw = threads_per_worker or opts.threads_per_worker
+    cores = cores or available_cores()
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+        what = f"scheduler {scheduler}"
+    elif opts.cluster == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise InputError("dask.cluster = 'slurm' needs dask-jobqueue (pip install 'blocksim[jobqueue]')") from None
+        cluster = SLURMCluster(**dict(opts.jobqueue))
+        cluster.scale(jobs=n_workers or opts.n_workers or 1)
+        client = Client(cluster)
+        what = "dask-jobqueue SLURMCluster"
+    else:
+        n = n_workers or opts.n_workers or max(1, cores // (tpw * spec.numba_threads))
+        threads = numba_threads_for(spec, n * tpw, cores)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=tpw, processes=True, host="127.0.0.1",
+                               dashboard_address=None, env={"NUMBA_NUM_THREADS": str(threads)})
+        client = Client(cluster)
+        what = f"LocalCluster with {n} worker process(es) x {tpw} thread(s)"
+    results: list[TaskResult] = []
+    try:
+        if indices:
+            client.wait_for_workers(1, timeout=600)
+        by_worker = _threads_per_worker(client, spec) if indices else {}
+        default = min(by_worker.values()) if by_worker else 1
+        shown = sorted(set(by_worker.values())) or [default]
+        _say(log, f"dask executor: {what}; NUMBA_NUM_THREADS per task = {','.join(map(str, shown))}; "
+                  f"{len(indices)} task(s) to run")
+        futures = client.map(_dask_task, [spec] * len(indices), indices, threads_by_worker=by_worker,
+                             default_threads=default, pure=False,
+                             key=[f"blocksim-{spec.name}-{i}-{os.getpid()}-{time.time_ns()}" for i in indices])
+        for fut in dask_completed(futures):
+            res = fut.result()
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results
+
+
+# ------------------------------------------------------------------------------------------- slurm
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_ALLOWED = re.compile(r"^#\s*blocksim-allowed-partitions:(.*)$", re.MULTILINE)
+
+
+def default_template() -> Path:
+    """``runs/slurm/job_array.sbatch.template`` of the source tree this package was installed from."""
+    return Path(__file__).resolve().parents[2] / "runs" / "slurm" / "job_array.sbatch.template"
+
+
+def _template_path(spec: SweepSpec) -> Path:
+    if spec.slurm.template is None:
+        path = default_template()
+    else:
+        path = Path(spec.slurm.template)
+        if not path.is_absolute():
+            path = (spec.path.parent if spec.path else Path.cwd()) / path
+    if not path.is_file():
+        raise InputError(f"slurm.template: {str(path)!r} not found (set slurm.template in the sweep file)")
+    return path
+
+
+def array_ranges(indices, throttle: int | None = None) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``"0-2,5,7-8"`` (plus ``"%N"`` for a throttle): SLURM's --array syntax."""
+    idx = sorted(set(int(i) for i in indices))
+    parts, start = [], None
+    for k, i in enumerate(idx):
+        if start is None:
+            start = i
+        if k + 1 == len(idx) or idx[k + 1] != i + 1:
+            parts.append(str(start) if start == i else f"{start}-{i}")
+            start = None
+    return ",".join(parts) + (f"%{throttle}" if throttle else "")
+
+
+def sinfo_partitions() -> list[str] | None:
+    """Partitions the reachable SLURM controller reports, or None if ``sinfo`` is absent or fails."""
+    exe = shutil.which("sinfo")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "-h", "-o", "%R"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return sorted({line.strip().rstrip("*") for line in out.stdout.splitlines() if line.strip()})
+
+
+def check_partition(spec: SweepSpec, template_text: str) -> str | None:
+    """Validate ``slurm.partition``: against ``sinfo`` when a controller answers, else against the
+    template's ``# blocksim-allowed-partitions:`` line ("*" allows any). Returns the partition."""
+    part = spec.slurm.partition
+    if part is None:
+        return None
+    live = sinfo_partitions()
+    if live is not None:
+        if part not in live:
+            raise InputError(f"slurm.partition: {part!r} is not a partition of this cluster "
+                             f"(sinfo: {', '.join(live) or 'none'}){suggest(part, live)}")
+        return part
+    m = _ALLOWED.search(template_text)
+    allowed = m.group(1).split() if m else ["*"]
+    if "*" not in allowed and part not in allowed:
+        raise InputError(f"slurm.partition: {part!r} is not among the template's allowed partitions "
+                         f"({', '.join(allowed)}){suggest(part, allowed)}")
+    return part
+
+
+def render_sbatch(spec: SweepSpec, indices, *, python: str | None = None) -> str:
+    """The sbatch script for ``indices`` (a job array; the array index is the task index)."""
+    if spec.path is None:
+        raise InputError("slurm executor: the sweep must come from a file (run-task reads it on the nodes)")
+    template_path = _template_path(spec)
+    text = template_path.read_text()
+    partition = check_partition(spec, text)
+    cpus = spec.slurm.cpus_per_task or spec.numba_threads
+    values = {
+        "job_name": spec.name,
+        "partition": partition or "",
+        "time": spec.slurm.time,
+        "mem": spec.slurm.mem,
+        "cpus_per_task": str(cpus),
+        "array": array_ranges(indices, spec.slurm.throttle),
+        "log_dir": str(spec.log_dir),
+        "output_dir": str(spec.output_dir),
+        "signal_grace": str(spec.slurm.signal_grace),
+        "numba_threads": str(min(cpus, spec.numba_threads)),
+        "hdf5_file_locking": {"auto": "", "true": "TRUE", "false": "FALSE",
+                              "best-effort": "BEST_EFFORT"}[spec.hdf5_file_locking],
+        "python": python or sys.executable,
+        "sweep_file": str(spec.path),
+        "extra_directives": "\n".join(f"#SBATCH {e}" for e in spec.slurm.extra),
+    }
+    lines = []
+    for line in text.splitlines():
+        if partition is None and "{{partition}}" in line.replace(" ", ""):
+            continue  # no partition given: let SLURM use its default
+        if "{{hdf5_file_locking}}" in line.replace(" ", "") and not values["hdf5_file_locking"]:
+            continue
+        lines.append(line)
+
+    def sub(m):
+        if m.group(1) not in values:
+            raise InputError(f"slurm.template: unknown placeholder {{{{{m.group(1)}}}}} in {template_path}"
+                             + suggest(m.group(1), values))
+        return values[m.group(1)]
+
+    return _PLACEHOLDER.sub(sub, "\n".join(lines) + "\n")
+
+
+def _slurm_cmd(name: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise InputError(f"slurm executor: {name} not found on PATH (use --dry-run to only write the script)")
+    return exe
+
+
+def submit_slurm(spec: SweepSpec, indices, *, dry_run: bool = False, log=print) -> tuple[Path, str | None]:
+    """Write ``OUTPUT_DIR/NAME.sbatch`` for ``indices`` and submit it (unless ``dry_run``).
+
+    Returns the script path and the array job id (None for a dry run or when nothing is left to run).
+    """
+    indices = list(indices)
+    spec.log_dir.mkdir(parents=True, exist_ok=True)
+    script = spec.output_dir / f"{spec.name}.sbatch"
+    text = render_sbatch(spec, indices or [0])
+    if not indices:
+        _say(log, "slurm executor: nothing to submit, every task is done or running")
+        return script, None
+    script.write_text(text)
+    cpus = spec.slurm.cpus_per_task or spec.numba_threads
+    _say(log, f"slurm executor: wrote {script} ({len(indices)} array task(s), {cpus} cpu(s) per task, "
+              f"NUMBA_NUM_THREADS={min(cpus, spec.numba_threads)})")
+    if dry_run:
+        return script, None
+    out = subprocess.run([_slurm_cmd("sbatch"), "--parsable", str(script)], capture_output=True, text=True,
+                         cwd=spec.output_dir, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"sbatch failed ({out.returncode}): {' '.join(out.stderr.split())}")
+    job_id = out.stdout.strip().split(";")[0]
+    _say(log, f"slurm executor: submitted array job {job_id}")
+    return script, job_id
+
+
+def slurm_job_active(job_id: str) -> bool:
+    """True while any task of the (array) job is pending or running according to ``squeue``."""
+    out = subprocess.run([_slurm_cmd("squeue"), "-h", "-j", str(job_id), "-o", "%i %T"],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        if "Invalid job id" in out.stderr:
+            return False  # purged from the controller: finished long ago
+        raise RuntimeError(f"squeue failed ({out.returncode}): {' '.join(out.stderr.split())}")
+    return bool(out.stdout.strip())
+
+
+def wait_slurm(spec: SweepSpec, job_id: str, *, poll: float = 5.0, timeout: float | None = None,
+               on_poll=None) -> None:
+    """Block until array job ``job_id`` has left the queue (squeue), calling ``on_poll()`` each round."""
+    t0 = time.monotonic()
+    while slurm_job_active(job_id):
+        if on_poll is not None:
+            on_poll()
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"slurm job {job_id} still queued or running after {timeout:.0f} s")
+        time.sleep(poll)
+
+
+# ------------------------------------------------------------------------------------- benchmark
+_BENCH_BASE = """\
+[model]
+block = "generic"
+n = 2
+[lattice]
+n0 = 2
+[rg]
+steps = 1
+pool_size = 1
+n_keep = 2
+[observables]
+temperatures = [0.1]
+omega_points = 8
+"""
+
+
+def sweep_throughput(workers: int, n_tasks: int) -> dict:
+    """Benchmark hook for ``blocksim bench``: tasks per second of the local executor on ``n_tasks``
+    tiny tasks with ``workers`` processes, and — if a SLURM controller answers ``sinfo`` — the same
+    sweep as a job array, reported as the extra wall time per task of the SLURM path.
+
+    Returns ``{"workers", "n_tasks", "local_seconds", "local_tasks_per_second",
+    "local_seconds_per_task", "slurm_seconds", "slurm_overhead_per_task_seconds"}`` (SLURM entries are
+    None when no SLURM is reachable).
+    """
+    from .spec import load_spec
+    from .tasks import task_state
+
+    result = {"workers": workers, "n_tasks": n_tasks, "slurm_seconds": None,
+              "slurm_overhead_per_task_seconds": None}
+    with tempfile.TemporaryDirectory(prefix="blocksim-bench-sweep-") as tmp:
+        def make(name):
+            (Path(tmp) / "base.toml").write_text(_BENCH_BASE)
+            path = Path(tmp) / f"{name}.toml"
+            path.write_text(f'base = "base.toml"\n[sweep]\nname = "{name}"\noutput_dir = "{name}"\n'
+                            f"entropy = 1\nreplicates = {n_tasks}\n")
+            return load_spec(path)
+
+        warm = make("warm")  # compile/load Numba caches once so that both paths start warm
+        run_local(warm, [0], workers=1, log=None)
+        spec = make("local")
+        t0 = time.perf_counter()
+        res = run_local(spec, range(n_tasks), workers=workers, log=None)
+        dt = time.perf_counter() - t0
+        if any(r.state != "done" for r in res):
+            raise RuntimeError(f"benchmark task failed: {[r.message for r in res if r.state != 'done'][:1]}")
+        result.update(local_seconds=dt, local_tasks_per_second=n_tasks / dt, local_seconds_per_task=dt / n_tasks)
+        if sinfo_partitions():
+            spec = make("slurm")
+            t0 = time.perf_counter()
+            _, job = submit_slurm(spec, range(n_tasks), log=None)
+            wait_slurm(spec, job, poll=0.2, timeout=600)
+            ts = time.perf_counter() - t0
+            if any(task_state(spec, t).state != "done" for t in spec.tasks):
+                raise RuntimeError("benchmark: a SLURM task failed")
+            result.update(slurm_seconds=ts, slurm_overhead_per_task_seconds=(ts - dt) / n_tasks)
+    result["local_tasks_per_second"] = round(result["local_tasks_per_second"], 4)
+    return {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in result.items()}
