@@ -66,10 +66,11 @@ def _print_result(total: int):
     return show
 
 
-def report(spec, states, stream=sys.stdout) -> dict:
-    """Print the state counts and one line per failed task; return the counts."""
+def report(spec, states, stream=None) -> dict:
+    """Print the state counts and one line per failed task (to stdout by default); return the counts."""
     from .manifest import counts
 
+    stream = sys.stdout if stream is None else stream
     n = counts(states)
     print(f"sweep {spec.name}: {len(states)} task(s): " + ", ".join(f"{v} {k}" for k, v in n.items()),
           file=stream, flush=True)
@@ -139,7 +140,8 @@ def _slurm(spec, todo, args) -> int:
 
     script, job = submit_slurm(spec, todo, dry_run=args.dry_run)
     if args.dry_run:
-        print(f"dry run: not submitted; submit with: sbatch {script}")
+        if script is not None:
+            print(f"dry run: not submitted; submit with: sbatch {script}")
         return 0
     if not args.wait:
         if job is not None:

@@ -238,10 +238,11 @@ def array_ranges(indices, throttle: int | None = None) -> str:
 def sinfo_partitions() -> list[str] | None:
     """Partitions the reachable SLURM controller reports, or None if ``sinfo`` is absent or fails."""
     exe = shutil.which("sinfo")
-    if exe is None:
+    conf = os.environ.get("SLURM_CONF")
+    if exe is None or (conf and not Path(conf).is_file()):
         return None
     try:
-        out = subprocess.run([exe, "-h", "-o", "%R"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run([exe, "-h", "-o", "%R"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -318,10 +319,11 @@ def _slurm_cmd(name: str) -> str:
     return exe
 
 
-def submit_slurm(spec: SweepSpec, indices, *, dry_run: bool = False, log=print) -> tuple[Path, str | None]:
+def submit_slurm(spec: SweepSpec, indices, *, dry_run: bool = False, log=print) -> tuple[Path | None, str | None]:
     """Write ``OUTPUT_DIR/NAME.sbatch`` for ``indices`` and submit it (unless ``dry_run``).
 
-    Returns the script path and the array job id (None for a dry run or when nothing is left to run).
+    Returns the script path (None when nothing is left to run) and the array job id (None for a dry
+    run or when nothing is left to run).
     """
     indices = list(indices)
     spec.log_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +331,7 @@ def submit_slurm(spec: SweepSpec, indices, *, dry_run: bool = False, log=print) 
     text = render_sbatch(spec, indices or [0])
     if not indices:
         _say(log, "slurm executor: nothing to submit, every task is done or running")
-        return script, None
+        return None, None
     script.write_text(text)
     cpus = spec.slurm.cpus_per_task or spec.numba_threads
     _say(log, f"slurm executor: wrote {script} ({len(indices)} array task(s), {cpus} cpu(s) per task, "
