@@ -227,3 +227,41 @@ def test_thin_script_bad_file_exit_code(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "analysis" / "flow.py"), str(tmp_path / "none.h5")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "no such trajectory file" in res.stderr
+
+
+# ------------------------------------------------------------------------------ recursion_check
+def test_recursion_check_fit_models_known_answers():
+    from blocksim.analysis import recursion_check as rcheck
+
+    n0 = np.arange(2, 9)
+    err = np.full(n0.size, 0.01)
+    fit = rcheck.fit_models(n0, 0.3 + 0.8 * np.log(n0), err)
+    assert fit["log_b"] == pytest.approx(0.8, rel=1e-10)
+    assert fit["log_chi2dof"] == pytest.approx(0.0, abs=1e-12)
+    assert fit["const_chi2dof"] > 100
+    assert rcheck.verdict(fit, 0.8).startswith("ln N0 growth, slope agrees")
+    flat = rcheck.fit_models(n0, np.full(n0.size, 0.5), err)
+    assert "no ln N0 growth" in rcheck.verdict(flat, 2.0)
+    power = rcheck.fit_models(n0, 2.0 * n0**-1.0, err)
+    assert power["pow_p"] == pytest.approx(-1.0, rel=1e-6)
+
+
+def test_recursion_check_zero_coupling_is_null(tmp_path):
+    from blocksim.analysis import recursion_check as rcheck
+
+    rows = rcheck.scan((2, 3), samples=3, coupling_g=1e-12, seed=1)
+    # at g → 0 the perturbative super block is the single-block sum: r·g → 0
+    for r in rows:
+        assert abs(r["r_per_g"] * 1e-12) < 1e-9
+        assert r["b_pred"] > 0  # Re χ̃ < 0 → Eq. 3.7 predicts more absorption
+
+
+@pytest.mark.slow
+def test_recursion_check_runs_and_plots(tmp_path):
+    from blocksim.analysis import recursion_check as rcheck
+
+    rep = rcheck.run([], tmp_path, n0_values=(2, 3, 4), samples=4)
+    assert {r["shape"] for r in rep.rows} == {"cube", "sphere"}
+    assert {r["direction"] for r in rep.rows} == {"100", "110", "111", "powder"}
+    assert len(rep.extra["fits"]) == 16
+    _png_ok(rep.png_path)
