@@ -214,6 +214,16 @@ class Spectrum:
     #: int64 [K, N]: the product configuration (level of each member) with the largest weight in
     #: each state, for matching states between solvers.
     labels: np.ndarray | None = field(repr=False, default=None)
+    #: (energies [N, n], stress [N, 6, n, n]) of the members as used for excited-state quantities
+    #: (the perturbative solver dresses members with a one-body resonance); None: the raw members.
+    _members: tuple | None = field(repr=False, default=None)
+
+    @property
+    def members(self) -> tuple[np.ndarray, np.ndarray]:
+        """Member levels and stress used by this spectrum: ``(energies [N, n], stress [N, 6, n, n])``."""
+        if self._members is not None:
+            return self._members
+        return self._sb.energies, self._sb.stress
 
     def stress_block(self, idx) -> np.ndarray:
         """Matrix elements ⟨α|T_tot,a|β⟩ ``[6, k, k]`` among the states ``idx`` (must include 0 first)."""
@@ -247,7 +257,7 @@ class Spectrum:
 
     def lowest_double_energy(self) -> float:
         """Unperturbed energy of the lowest double excitation (two distinct members each in level 1)."""
-        e1 = np.sort(self._sb.energies[:, 1])
+        e1 = np.sort(self.members[0][:, 1])
         return float(e1[0] + e1[1]) if len(e1) > 1 else float("inf")
 
     def transitions(self, temperatures) -> Transitions:
@@ -262,7 +272,8 @@ class Spectrum:
         if self._pop_weights is None:
             return _closed_system_transitions(self.energies, self._full_stress, temps)
         sb = self._sb
-        p_members = np.stack([boltzmann(sb.energies[s], temps) for s in range(sb.n_blocks)], axis=1)
+        m_energies, m_stress = self.members
+        p_members = np.stack([boltzmann(m_energies[s], temps) for s in range(sb.n_blocks)], axis=1)
         # p_members: [n_T, N, n]
         w = self._pop_weights[1:]  # [K-1, N]
         norm = np.maximum(w.sum(axis=1), 1e-300)
@@ -274,8 +285,8 @@ class Spectrum:
         ss, mm, kk = np.meshgrid(np.arange(sb.n_blocks), np.arange(1, nl), np.arange(nl), indexing="ij")
         sel = mm != kk
         ss, mm, kk = ss[sel], mm[sel], kk[sel]
-        om2 = sb.energies[ss, kk] - sb.energies[ss, mm]
-        amp2 = sb.stress[ss, :, mm, kk]
+        om2 = m_energies[ss, kk] - m_energies[ss, mm]
+        amp2 = m_stress[ss, :, mm, kk]
         pop2 = p_members[:, ss, mm]
         return Transitions(
             omega=np.concatenate([omega, om2]),
@@ -629,50 +640,53 @@ def _member_arrays(sb: SuperBlock):
     return u, np.ascontiguousarray(u[:, 0, :])
 
 
-def _one_body_terms(sb: SuperBlock, h):
-    """First-order one-body (mean-field) terms from the local field h [N, 6] (units of g·T*).
+def _one_body_terms(sb: SuperBlock, vloc):
+    """First-order one-body (mean-field) terms of Eq. (3.2) from vloc = ⟨m|2h^(s)·T^(s)|k⟩ [N, n, n].
 
-    The one-body part of V acting on member s is 2·h^(s)·T^(s) (g included in h). Returns
-    ``omega [N, n]`` (first-order excitation energies of |s,m⟩ relative to the ground state; column 0
-    is 0), ``delta1 [N, n, 6]`` (one-body correction to ⟨s,m|T_tot|0⟩), ``vloc [N, n, n]``
-    (⟨s,m|V|s,m'⟩ off-diagonal one-body couplings) and ``ground_t1 [6]`` (first-order change of
-    ⟨0|T_tot|0⟩).
+    Returns ``omega [N, n]`` (first-order excitation energies of |s,m⟩ relative to the ground state;
+    column 0 is 0), ``delta1 [N, n, 6]`` (one-body correction to ⟨s,m|T_tot|0⟩) and
+    ``ground_t1 [N, 6]`` (each member's first-order change of ⟨0|T_tot|0⟩).
     """
     e = sb.energies
     st = sb.stress  # [N, 6, n, n]
-    vloc = 2.0 * np.einsum("sa,samk->smk", h, st)  # ⟨m|2h·T|k⟩ per member
     nl = sb.n_levels
     diag = np.einsum("smm->sm", vloc)
     omega = e + diag - diag[:, :1]
     u = np.moveaxis(st[:, :, :, 0], 1, 2)  # [N, n, 6]
     delta1 = np.zeros_like(u)
     t0 = u[:, 0, :]
-    ground_t1 = np.zeros(6)
+    ground_t1 = np.zeros((sb.n_blocks, 6))
     for m in range(1, nl):
         em = e[:, m]
-        # ground admixes |s,m⟩ and |s,m⟩ admixes the ground: (V_0m/E_m)(t0 − T_mm) (see docs)
+        # the ground admixes |s,m⟩ and |s,m⟩ admixes the ground: (V_m0/E_m)(t0 − T_mm)
         coeff = vloc[:, m, 0] / em
         delta1[:, m] += coeff[:, None] * (t0 - st[:, :, m, m])
-        ground_t1 += -2.0 * np.sum(coeff[:, None] * u[:, m], axis=0)
+        ground_t1 += -2.0 * coeff[:, None] * u[:, m]
         for k in range(1, nl):
             if k == m:
                 continue
             ek = e[:, k]
-            # |s,m⟩ admixes |s,k⟩ (carries ⟨s,k|T|0⟩ = u_k)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ck = np.where(np.abs(em - ek) > 0, vloc[:, k, m] / (em - ek), 0.0)
+            # |s,m⟩ admixes |s,k⟩ (which carries ⟨s,k|T|0⟩ = u_k)
+            ck = np.where(np.abs(em - ek) > 0, vloc[:, k, m] / np.where(em == ek, 1.0, em - ek), 0.0)
             delta1[:, m] += ck[:, None] * u[:, k]
-            # ground admixes |s,k⟩ (carries ⟨s,m|T|s,k⟩ = T_mk)
+            # the ground admixes |s,k⟩ (which carries ⟨s,m|T|s,k⟩ = T_mk)
             delta1[:, m] += (-vloc[:, k, 0] / ek)[:, None] * st[:, :, m, k]
-    return omega, delta1, vloc, ground_t1
+    return omega, delta1, ground_t1
 
 
 def perturbative_amplitudes(sb: SuperBlock, thr: float = 0.1, *, use_kernels: bool = True):
     """Non-resonant first-order quantities of every single excitation.
 
-    Returns ``omega [N, n]`` (first-order excitation energies), ``amp [N, n, 6]`` (first-order
-    ⟨s,m|T_tot|0⟩ with resonant single–single admixtures excluded), ``nres [N]``, ``vloc``,
-    ``ground_t`` (first-order ⟨0|T_tot|0⟩) and ``h`` (local fields, g included).
+    Steps: (1) the local field h^(s) = g Σ_{s'≠s} Λ^(ss')·⟨0|T^(s')|0⟩ (the one-body part of V acting
+    on member s is 2h^(s)·T^(s)); (2) members with a one-body resonance — |⟨m|2h·T|k⟩| larger than
+    ``thr`` times the level distance, including k = 0 (a small gap) — are diagonalized exactly in
+    their local field ("dressed"); all others get the first-order one-body terms of Eq. (3.2);
+    (3) the two-body sums over pairs (numba kernel) with the members' (dressed) levels.
+
+    Returns ``omega [N, n]`` (excitation energies), ``amp [N, n, 6]`` (first-order ⟨s,m|T_tot|0⟩
+    with resonant single–single admixtures excluded), ``nres [N]`` (resonant pairs per member),
+    ``ground_t`` (first-order ⟨0|T_tot|0⟩), ``h`` (local fields, g included), and the effective
+    members ``(energies, stress, dressed_mask)`` used for excited-state quantities.
     ``use_kernels=False`` runs the plain NumPy reference of the same sums.
     """
     u, t0 = _member_arrays(sb)
@@ -681,23 +695,58 @@ def perturbative_amplitudes(sb: SuperBlock, thr: float = 0.1, *, use_kernels: bo
         h = np.empty((nb, 6))
         _local_field_kernel(sb.positions, sb.table, sb.n0, t0, h)
         h *= sb.coupling_g
+    else:
+        h = np.einsum("stab,tb->sa", sb.pair_matrix(), t0)
+    vloc = 2.0 * np.einsum("sa,samk->smk", h, sb.stress)
+    e_eff, s_eff, dressed = _dress_one_body(sb, vloc, thr)
+    u_eff = np.ascontiguousarray(np.moveaxis(s_eff[:, :, :, 0], 1, 2))
+    if use_kernels:
         delta2 = np.empty((nb, nl, 6))
         nres = np.empty(nb, dtype=np.int64)
-        _pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, thr, delta2, nres)
+        _pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, delta2, nres)
     else:
-        h, delta2, nres = _pair_sums_reference(sb, u, t0, thr)
-    omega, delta1, vloc, ground_t1 = _one_body_terms(sb, h)
+        delta2, nres = _pair_sums_reference(sb, e_eff, u_eff, thr)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        omega, delta1, ground_t1 = _one_body_terms(sb, vloc)
+    # dressed members: exact one-body treatment replaces the first-order one-body terms
+    omega[dressed] = e_eff[dressed]
+    delta1[dressed] = u_eff[dressed] - u[dressed]
+    ground_t1[dressed] = u_eff[dressed, 0] - t0[dressed]
     amp = u + delta1 + delta2
     amp[:, 0, :] = 0.0
-    ground_t = t0.sum(axis=0) + ground_t1
-    return omega, amp, nres, vloc, ground_t, h
+    ground_t = t0.sum(axis=0) + ground_t1.sum(axis=0)
+    return omega, amp, nres, ground_t, h, (e_eff, s_eff, dressed)
 
 
-def _pair_sums_reference(sb: SuperBlock, u, t0, thr):
-    """Plain NumPy reference for the two kernels (O(N²) memory; small N only)."""
+def _dress_one_body(sb: SuperBlock, vloc, thr):
+    """Exact diagonalization of H_0^(s) + 2h^(s)·T^(s) for members with a one-body resonance.
+
+    Returns effective ``energies [N, n]`` (ground at 0), ``stress [N, 6, n, n]`` in the dressed basis
+    (unchanged for members that are not dressed) and the boolean mask of dressed members.
+    """
+    e = sb.energies
+    gap = np.abs(e[:, :, None] - e[:, None, :])
+    np.einsum("smm->sm", gap)[:] = np.inf
+    gap[:, 0, 1:] = e[:, 1:]
+    gap[:, 1:, 0] = e[:, 1:]
+    off = np.abs(vloc).copy()
+    np.einsum("smm->sm", off)[:] = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(off > 0, off / gap, 0.0)
+    dressed = np.any(ratio > thr, axis=(1, 2))
+    e_eff = e.copy()
+    s_eff = sb.stress.copy()
+    for s in np.nonzero(dressed)[0]:
+        w, c = np.linalg.eigh(np.diag(e[s]) + vloc[s])
+        e_eff[s] = w - w[0]
+        s_eff[s] = np.einsum("mi,amn,nj->aij", c, sb.stress[s], c)
+    return np.ascontiguousarray(e_eff), np.ascontiguousarray(s_eff), dressed
+
+
+def _pair_sums_reference(sb: SuperBlock, energies, u, thr):
+    """Plain NumPy reference for :func:`_pair_kernel` (O(N²) memory; small N only)."""
     lam = sb.pair_matrix()  # g·Λ, [N, N, 6, 6]
-    h = np.einsum("stab,tb->sa", lam, t0)
-    e = sb.energies[:, 1:]
+    e = energies[:, 1:]
     uu = u[:, 1:, :]
     v = 2.0 * np.einsum("sma,stab,tpb->smtp", uu, lam, uu)
     diff = e[:, :, None, None] - e[None, None, :, :]
@@ -710,16 +759,17 @@ def _pair_sums_reference(sb: SuperBlock, u, t0, thr):
     delta2 = np.zeros_like(u)
     delta2[:, 1:, :] = np.einsum("smtp,smtp,tpa->sma", v, coef, uu)
     nres = res.sum(axis=(1, 2, 3))
-    return h, delta2, nres
+    return delta2, nres
 
 
 def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
     nb, nl = sb.n_blocks, sb.n_levels
-    omega, amp, nres, vloc, ground_t, h = perturbative_amplitudes(sb, thr)
+    omega, amp, nres, ground_t, h, members = perturbative_amplitudes(sb, thr)
+    e_eff, s_eff, dressed = members
     ns = nb * (nl - 1)
     flat_omega = omega[:, 1:].reshape(ns)
     flat_amp = amp[:, 1:, :].reshape(ns, 6)
-    # Resonant pairs: two-body (kernel, second pass) and one-body within a member.
+    # Resonant two-body pairs (kernel, second pass over the members that have any).
     pi, pj, pv = [], [], []
     rows = np.nonzero(nres)[0].astype(np.int64)
     n_two_body = int(nres.sum())
@@ -727,21 +777,9 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         oi = np.empty(n_two_body, dtype=np.int64)
         oj = np.empty(n_two_body, dtype=np.int64)
         ov = np.empty(n_two_body)
-        u, _ = _member_arrays(sb)
-        k = _resonant_pairs_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, thr, rows, oi, oj, ov)
+        u_eff = np.ascontiguousarray(np.moveaxis(s_eff[:, :, :, 0], 1, 2))
+        k = _resonant_pairs_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, rows, oi, oj, ov)
         pi.append(oi[:k]), pj.append(oj[:k]), pv.append(ov[:k])
-    for m in range(1, nl):
-        for k2 in range(m + 1, nl):
-            vv = vloc[:, m, k2]
-            dd = sb.energies[:, m] - sb.energies[:, k2]
-            hit = np.nonzero((np.abs(vv) > thr * np.abs(dd)) & (vv != 0))[0]
-            if len(hit):
-                pi.append(hit * (nl - 1) + m - 1), pj.append(hit * (nl - 1) + k2 - 1), pv.append(vv[hit])
-                # the one-body admixture of these pairs is in delta1: remove it, the cluster treats it
-                for s in hit:
-                    u_m, u_k = sb.stress[s, :, m, 0], sb.stress[s, :, k2, 0]
-                    flat_amp[s * (nl - 1) + m - 1] -= vloc[s, k2, m] / dd[s] * u_k
-                    flat_amp[s * (nl - 1) + k2 - 1] += vloc[s, m, k2] / dd[s] * u_m
     pop_w = np.zeros((1 + ns, nb))
     pop_w[1 + np.arange(ns), np.repeat(np.arange(nb), nl - 1)] = 1.0
     energies_flat = flat_omega.copy()
@@ -765,17 +803,21 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         graph = scipy.sparse.coo_matrix((np.ones(n_pairs), (a_idx, b_idx)), shape=(ns, ns))
         n_comp, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
         sizes = np.bincount(labels, minlength=n_comp)
+        state_order = np.argsort(labels, kind="stable")
+        state_start = np.concatenate([[0], np.cumsum(sizes)])
+        pair_order = np.argsort(labels[a_idx], kind="stable")
+        pair_start = np.concatenate([[0], np.cumsum(np.bincount(labels[a_idx], minlength=n_comp))])
         for c in np.nonzero(sizes > 1)[0]:
-            members = np.nonzero(labels == c)[0]
+            members = np.sort(state_order[state_start[c]:state_start[c + 1]])
             n_clusters += 1
             in_cluster += len(members)
             max_cluster = max(max_cluster, len(members))
             hc = np.diag(flat_omega[members])
-            loc = {int(x): i for i, x in enumerate(members)}
-            for a_, b_, v_ in zip(a_idx, b_idx, v_all):
-                if labels[a_] == c:
-                    hc[loc[int(a_)], loc[int(b_)]] = v_
-                    hc[loc[int(b_)], loc[int(a_)]] = v_
+            sel = pair_order[pair_start[c]:pair_start[c + 1]]
+            ia = np.searchsorted(members, a_idx[sel])
+            ib = np.searchsorted(members, b_idx[sel])
+            hc[ia, ib] = v_all[sel]
+            hc[ib, ia] = v_all[sel]
             ev, vec = np.linalg.eigh(hc)
             energies_flat[members] = ev
             amps_flat[members] = vec.T @ flat_amp[members]
@@ -802,10 +844,8 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
     pop_w = np.concatenate([pop_w[:1], pop_w[1:][order]])
     # unitary map from sorted states to flat single-excitation basis (for excited-state elements)
     basis_of = _BasisMap(ns, order, rot_members)
-    total_t0 = _member_arrays(sb)[1].sum(axis=0)
-
     def excited_stress(idx):
-        return _excited_stress_block(sb, idx, basis_of, ground_t, amp0, total_t0)
+        return _excited_stress_block(s_eff, idx, basis_of, ground_t, amp0)
 
     diag = {
         "n_states": int(1 + ns),
@@ -814,6 +854,7 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         "n_resonant_clusters": int(n_clusters),
         "max_cluster_size": int(max_cluster),
         "resonant_fraction": float(frac),
+        "n_dressed_members": int(np.count_nonzero(dressed)),
     }
     return Spectrum(
         energies=energies,
@@ -824,6 +865,7 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         _excited_stress=excited_stress,
         _pop_weights=pop_w,
         labels=labels,
+        _members=(e_eff, s_eff),
     )
 
 
@@ -845,13 +887,14 @@ class _BasisMap:
         return np.array([flat]), np.array([1.0])
 
 
-def _excited_stress_block(sb, idx, basis_of, ground_t, amp0, total_t0):
+def _excited_stress_block(member_stress, idx, basis_of, ground_t, amp0):
     """⟨α|T_tot|β⟩ among kept states: ground row/column at first order, excited–excited at zeroth.
 
     Excited–excited elements in the flat basis: ⟨s,m|T|s,k⟩ = T^s_mk (m ≠ k),
     ⟨s,m|T|s,m⟩ = Σ_{s''} t0^{s''} − t0^s + T^s_mm, and 0 between different members.
     """
-    nl = sb.n_levels
+    nl = member_stress.shape[-1]
+    total_t0 = member_stress[:, :, 0, 0].sum(axis=0)
     k = len(idx)
     out = np.zeros((6, k, k))
     if idx[0] != 0:
@@ -875,9 +918,9 @@ def _excited_stress_block(sb, idx, basis_of, ground_t, amp0, total_t0):
                     if s != t:
                         continue
                     if m == mp:
-                        elem = total_t0 - sb.stress[s, :, 0, 0] + sb.stress[s, :, m, m]
+                        elem = total_t0 - member_stress[s, :, 0, 0] + member_stress[s, :, m, m]
                     else:
-                        elem = sb.stress[s, :, m, mp]
+                        elem = member_stress[s, :, m, mp]
                     acc += ca * cb * elem
             out[:, i, j] = acc
             out[:, j, i] = acc
