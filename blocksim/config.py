@@ -54,7 +54,7 @@ FORMS = ("zhou-leggett", "joffrin-levelut")
 METHODS = ("perturbative", "sector", "exact")
 POOL_STRATEGIES = ("partition", "resample")
 TRUNCATIONS = ("lowest",)
-LINES = ("lorentzian", "gaussian", "binned")
+LINES = ("bins", "lorentzian", "gaussian")
 SHAPES = ("cube",)
 PROGRESS = ("auto", "bar", "log", "none")
 #: Steps when neither rg.steps nor rg.r_over_l1 is given.
@@ -84,6 +84,10 @@ def _ge(lo):
 
 def _range(lo, hi):
     return lambda x: None if lo <= x <= hi else f"must be between {lo:g} and {hi:g}"
+
+
+def _open01(x):
+    return None if 0 < x < 1 else "must be between 0 and 1 (exclusive)"
 
 
 def _mb_check(x):
@@ -248,8 +252,8 @@ class SolverConfig:
 
     method: str = _f("perturbative", "'perturbative' (Eq. 3.2), 'sector' (ED in the low-energy sector) or "
                      "'exact' (full ED, tiny super blocks)", kind="str", choices=METHODS)
-    resonance_threshold: float = _f(0.1, "|V_ab| / |E_a − E_b| above which a pair counts as resonant",
-                                    kind="float", check=_gt(0))
+    resonance_threshold: float = _f(0.1, "|V_ab| / |E_a − E_b| above which a pair counts as resonant "
+                                    "(0 < x < 1)", kind="float", check=_open01)
     include_doubles: bool = _f(False, "include double excitations as states (not only as admixture)",
                                kind="bool")
 
@@ -267,10 +271,11 @@ class ObservablesConfig:
     omega_min: Any = _f("auto", "lowest ω of the grid, or 'auto' (follows each step's spectrum)", "E*",
                         kind="float|auto", check=_gt(0))
     omega_max: Any = _f("auto", "highest ω of the grid, or 'auto'", "E*", kind="float|auto", check=_gt(0))
-    line: str = _f("lorentzian", "line shape replacing δ(ω): 'lorentzian', 'gaussian' or 'binned'",
-                   kind="str", choices=LINES)
-    width: float = _f(0.1, "relative line width: HWHM (Lorentzian) or σ (Gaussian) = width·ω_line; "
-                      "ignored for 'binned'", kind="float", check=_range(1e-6, 10))
+    line: str = _f("bins", "line shape replacing δ(ω): 'bins' (spectral weight per log-spaced bin, "
+                   "omega = geometric bin centres), 'lorentzian' or 'gaussian'", kind="str", choices=LINES)
+    width: float = _f(0.5, "line width in units of the step's lowest grid frequency ω_min: HWHM "
+                      "(Lorentzian) or σ (Gaussian) = width·ω_min; ignored for 'bins'", kind="float",
+                      check=_range(1e-6, 1e6))
     reference_band: tuple = _f([0.0, 1.0], "ω band [lo, hi] of the MB reference, as fractions of the "
                                "log grid span", kind="floats", check=_band_check)
     directions: tuple = _f(["100", "110:001", "110:1-10", "111"], "propagation directions 'q' or 'q:p' "

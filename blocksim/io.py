@@ -1,0 +1,461 @@
+"""HDF5 trajectory files (BRIEF §4): the writer's primitives and the typed reader.
+
+File layout (format ``"blocksim-trajectory"``, :data:`FORMAT_VERSION`; full description with every
+dataset in ``docs/trajectory-format.md``)::
+
+    /                       root attributes: format, format_version, blocksim_version, git_commit,
+                            created, config_toml, seed_entropy, spawn_key, status, ...
+    /parameters/<section>   the resolved config, one group per TOML section, values as attributes
+    /steps/step_K/          one group per coarse-graining step K = 0, 1, ...; attribute complete=True
+                            is written last (see STEP_DATASETS for the datasets)
+    /final_pool/            energies, stress of the truncated super blocks of the last step
+    /summary/               per-step arrays of complete steps, for quick plotting
+
+Every dataset has ``units`` and ``description`` attributes.
+
+Crash safety. A run writes to ``OUT.h5.part``. Each step is appended by copying the ``.part`` file
+to ``OUT.h5.part.tmp``, writing the step there, closing it and renaming it over the ``.part`` file
+(:func:`append_step`). At every instant the ``.part`` file is therefore a closed, consistent HDF5
+file holding every completed step, whatever kills the process. A finished run sets
+``status = "complete"`` and renames the ``.part`` file to ``OUT.h5``; an existing ``OUT.h5`` is only
+ever replaced by that rename.
+
+Units: energies, ω, T in E*; stresses in T*; lengths in L_1; χ in T*²/E* per super-block volume.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "STATUSES",
+    "STEP_DATASETS",
+    "Step",
+    "Trajectory",
+    "open_trajectory",
+    "part_path",
+    "put",
+    "create_file",
+    "append_step",
+    "update_file",
+    "git_commit",
+    "now",
+]
+
+FORMAT = "blocksim-trajectory"
+FORMAT_VERSION = 1
+STATUSES = ("running", "complete", "failed")
+#: Arrays with more elements than this are stored gzip-compressed (lossless, deterministic).
+_COMPRESS_ABOVE = 1 << 16
+
+#: Datasets of ``/steps/step_K``: (Step field, path inside the step group, units, description).
+STEP_DATASETS = (
+    ("scale_L", "scale_L", "L_1", "linear size L_k = N0^k of the pool blocks that enter this step"),
+    ("scale_L_out", "scale_L_out", "L_1",
+     "linear size N0·L_k of the super blocks built in this step (the scale of the response arrays)"),
+    ("coupling_g", "coupling_g", "1", "coupling g_k = g/N0^(3k) of this step (lattice spacing 1, DESIGN note 3)"),
+    ("omega", "omega", "E*", "frequency grid [n_ω], log-spaced (geometric bin centres for line='bins')"),
+    ("omega_edges", "omega_edges", "E*", "log-spaced bin edges of the grid [n_ω + 1]; omega = sqrt(e_j e_{j+1})"),
+    ("temperature", "temperature", "E*", "temperature grid [n_T] (k_B = 1)"),
+    ("im_chi_l", "im_chi_l", "T*^2/E*",
+     "powder-averaged Im χ_l(T, ω) [n_T, n_ω] of this step's super blocks, mean per super block "
+     "(V = one super block); negative for ω > 0 (Eq. 2.11)"),
+    ("im_chi_t", "im_chi_t", "T*^2/E*", "powder-averaged Im χ_t(T, ω) [n_T, n_ω], as im_chi_l"),
+    ("re_chi_l", "re_chi_l", "T*^2/E*", "powder-averaged Re χ_l(T, ω) [n_T, n_ω] from the spectral sum"),
+    ("re_chi_t", "re_chi_t", "T*^2/E*", "powder-averaged Re χ_t(T, ω) [n_T, n_ω] from the spectral sum"),
+    ("mb_ratio", "mb_ratio", "1",
+     "MB_num = sqrt(W_l/W_t), W = ∫_band Im χ dω at the reference temperature, powder average, "
+     "super blocks of this step (scale_L_out)"),
+    ("mb_ratio_err", "mb_ratio_err", "1", "jackknife standard error of mb_ratio over the super blocks"),
+    ("mb_ratio_pool", "mb_ratio_pool", "1",
+     "the same MB reference for the pool blocks entering this step (scale_L), uncoupled"),
+    ("mb_ratio_pool_err", "mb_ratio_pool_err", "1", "jackknife standard error of mb_ratio_pool over the pool"),
+    ("directions", "directional/directions", "1",
+     "propagation directions 'q' or 'q:p' (Miller indices; p = transverse polarization)"),
+    ("im_chi_l_dir", "directional/im_chi_l", "T*^2/E*", "Im χ_l along each direction [n_dir, n_T, n_ω]"),
+    ("im_chi_t_dir", "directional/im_chi_t", "T*^2/E*", "Im χ_t along each direction [n_dir, n_T, n_ω]"),
+    ("re_chi_l_dir", "directional/re_chi_l", "T*^2/E*", "Re χ_l along each direction [n_dir, n_T, n_ω]"),
+    ("re_chi_t_dir", "directional/re_chi_t", "T*^2/E*", "Re χ_t along each direction [n_dir, n_T, n_ω]"),
+    ("mb_ratio_dir", "directional/mb_ratio", "1", "MB reference along each direction [n_dir]"),
+    ("mb_ratio_dir_err", "directional/mb_ratio_err", "1", "jackknife standard error of directional mb_ratio"),
+    ("reference_temperature", "reference/temperature", "E*", "temperature of the MB reference"),
+    ("reference_band", "reference/band", "E*", "[ω_lo, ω_hi] band of the MB reference"),
+    ("weight_tensor", "reference/weight_tensor", "T*^2",
+     "per super block W_ab = ∫_band Im χ_ab dω at the reference temperature, sharp lines [P_out, 6, 6] (Mandel)"),
+    ("weight_l", "reference/weight_l", "T*^2", "per super block powder W_l [P_out]"),
+    ("weight_t", "reference/weight_t", "T*^2", "per super block powder W_t [P_out]"),
+    ("pool_energies", "pool/energies", "E*", "levels of the pool blocks entering this step [P_k, n_k], ground 0"),
+    ("pool_stress", "pool/stress", "T*",
+     "Mandel stress matrices of the pool blocks in their energy eigenbasis [P_k, 6, n_k, n_k]"),
+    ("members", "superblocks/members", "1", "pool indices of the members of each super block [P_out, N0³], "
+     "member i at lattice site i of blocksim.coupling.lattice_positions (C order)"),
+    ("rotations", "superblocks/rotations", "1",
+     "rotation R applied to each member, T → R T Rᵀ [P_out, N0³, 3, 3]"),
+    ("superblock_energies", "superblocks/energies", "E*",
+     "levels of the truncated super blocks [P_out, n_keep] (= pool of step K+1, same order)"),
+    ("superblock_stress", "superblocks/stress", "T*",
+     "total stress Σ_s T^(s) of the truncated super blocks in their eigenbasis [P_out, 6, n_keep, n_keep]"),
+)
+_STEP_FIELD_PATH = {f: p for f, p, _, _ in STEP_DATASETS}
+
+
+# --------------------------------------------------------------------------------------------
+# Writing primitives
+# --------------------------------------------------------------------------------------------
+def now() -> str:
+    """UTC timestamp, ISO 8601."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str:
+    """Commit of the blocksim source tree if it is a git checkout, else ``"unknown"``."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    text = out.stdout.strip()
+    return text if out.returncode == 0 and text else "unknown"
+
+
+def part_path(path) -> Path:
+    """The in-progress name of an output file: ``OUT.h5`` → ``OUT.h5.part``."""
+    path = Path(path)
+    return path.with_name(path.name + ".part")
+
+
+def _attr_value(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, str) for v in value):
+            return np.array(value, dtype=h5py.string_dtype())
+        return np.asarray(value, dtype=np.int64 if all(isinstance(v, int) for v in value) else float)
+    return value
+
+
+def put(group: h5py.Group, name: str, data, units: str, description: str) -> h5py.Dataset:
+    """Create dataset ``name`` (intermediate groups included) with ``units`` and ``description``."""
+    if isinstance(data, (list, tuple)) and data and all(isinstance(v, str) for v in data):
+        arr = np.array(data, dtype=h5py.string_dtype())
+    elif isinstance(data, (list, tuple)) and not data:
+        arr = np.array([], dtype=h5py.string_dtype()) if name.endswith("directions") else np.array([])
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.uint8)
+    kwargs = {}
+    if arr.dtype.kind in "fiu" and arr.size > _COMPRESS_ABOVE:
+        kwargs = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    if name in group:
+        del group[name]
+    ds = group.create_dataset(name, data=arr, **kwargs)
+    ds.attrs["units"] = units
+    ds.attrs["description"] = description
+    return ds
+
+
+def create_file(path, root_attrs: dict, parameters: dict) -> None:
+    """Create a new trajectory at ``path`` (replacing any file there) with status "running".
+
+    ``root_attrs`` are written as root attributes (format, format_version and status are added);
+    ``parameters`` is the nested config dict ``{section: {key: value}}`` written to /parameters.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        for key, value in root_attrs.items():
+            f.attrs[key] = _attr_value(value)
+        f.attrs["status"] = "running"
+        par = f.create_group("parameters")
+        par.attrs["description"] = "the resolved config (config_toml), one group per section"
+        for sec, values in parameters.items():
+            g = par.create_group(sec)
+            for key, value in values.items():
+                g.attrs[key] = _attr_value(value)
+        f.create_group("steps")
+    os.replace(tmp, path)
+
+
+def _atomic_edit(path, edit) -> None:
+    """Copy ``path`` to a temporary file, apply ``edit(h5file)``, close, rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    try:
+        with h5py.File(tmp, "a") as f:
+            edit(f)
+            f.flush()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_summary(f: h5py.File, summary: dict) -> None:
+    if "summary" in f:
+        del f["summary"]
+    g = f.create_group("summary")
+    g.attrs["description"] = "per-step arrays of the complete steps (index = step)"
+    for name, (data, units, description) in summary.items():
+        put(g, name, data, units, description)
+
+
+def append_step(path, index: int, values: dict, diagnostics: dict, attrs: dict, summary: dict) -> None:
+    """Append ``/steps/step_{index}`` atomically (copy, write, rename; see the module docstring).
+
+    ``values`` maps every Step field of :data:`STEP_DATASETS` to its array; ``diagnostics`` maps a
+    name to ``(array, units, description)`` (written under ``diagnostics/``); ``attrs`` are extra
+    step attributes; ``summary`` maps a name to ``(array, units, description)`` and replaces
+    /summary. The step attribute ``complete = True`` is written last.
+    """
+    missing = [f for f, *_ in STEP_DATASETS if f not in values]
+    if missing:
+        raise InputError(f"step {index}: missing datasets {missing}")
+
+    def edit(f):
+        steps = f.require_group("steps")
+        name = f"step_{index}"
+        if name in steps:
+            del steps[name]
+        g = steps.create_group(name)
+        g.attrs["index"] = index
+        for fld, rel, units, description in STEP_DATASETS:
+            put(g, rel, values[fld], units, description)
+        for name_, (data, units, description) in diagnostics.items():
+            put(g, f"diagnostics/{name_}", data, units, description)
+        for key, value in attrs.items():
+            g.attrs[key] = _attr_value(value)
+        _write_summary(f, summary)
+        f.flush()
+        g.attrs["complete"] = True
+
+    _atomic_edit(path, edit)
+
+
+def update_file(path, attrs: dict | None = None, datasets: dict | None = None) -> None:
+    """Atomically set root attributes and/or write datasets ``{path: (array, units, description)}``."""
+
+    def edit(f):
+        for name, (data, units, description) in (datasets or {}).items():
+            put(f, name, data, units, description)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = _attr_value(value)
+
+    _atomic_edit(path, edit)
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One complete coarse-graining step of a trajectory (arrays as in :data:`STEP_DATASETS`).
+
+    Scalars are Python floats; ``directions`` is a tuple of strings; ``diagnostics`` maps each
+    ``diagnostics/*`` name to its value (arrays, or floats for scalars); ``diagnostics_units`` to its
+    units. The response arrays and ``mb_ratio`` describe the super blocks built in this step
+    (scale ``scale_L_out``); ``pool_*`` are the blocks that entered it (scale ``scale_L``).
+    """
+
+    index: int
+    scale_L: float
+    scale_L_out: float
+    coupling_g: float
+    omega: np.ndarray
+    omega_edges: np.ndarray
+    temperature: np.ndarray
+    im_chi_l: np.ndarray
+    im_chi_t: np.ndarray
+    re_chi_l: np.ndarray
+    re_chi_t: np.ndarray
+    mb_ratio: float
+    mb_ratio_err: float
+    mb_ratio_pool: float
+    mb_ratio_pool_err: float
+    directions: tuple
+    im_chi_l_dir: np.ndarray
+    im_chi_t_dir: np.ndarray
+    re_chi_l_dir: np.ndarray
+    re_chi_t_dir: np.ndarray
+    mb_ratio_dir: np.ndarray
+    mb_ratio_dir_err: np.ndarray
+    reference_temperature: float
+    reference_band: np.ndarray
+    weight_tensor: np.ndarray
+    weight_l: np.ndarray
+    weight_t: np.ndarray
+    pool_energies: np.ndarray
+    pool_stress: np.ndarray
+    members: np.ndarray
+    rotations: np.ndarray
+    superblock_energies: np.ndarray
+    superblock_stress: np.ndarray
+    diagnostics: dict = field(default_factory=dict)
+    diagnostics_units: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+
+
+def _read(ds: h5py.Dataset):
+    if ds.dtype.kind in ("O", "S"):
+        return tuple(x.decode() if isinstance(x, bytes) else str(x) for x in ds.asstr()[()])
+    value = ds[()]
+    if np.ndim(value) == 0:
+        return value.item() if hasattr(value, "item") else value
+    return value
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in ("O", "S"):
+            return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in value)
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Trajectory:
+    """An open trajectory file (use :func:`open_trajectory`; a context manager).
+
+    Attributes: ``path``, ``attrs`` (root attributes as plain Python values), ``status``,
+    ``format_version``, ``config`` (the parsed :class:`blocksim.config.Config`), ``steps`` (list of
+    complete :class:`Step`, by index), ``summary`` (dict of per-step arrays), ``final_pool``
+    (``(energies, stress)`` of the last truncated super blocks, or None while running).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"trajectory = {str(path)!r}: file not found")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError:
+            raise InputError(f"trajectory = {str(path)!r}: not an HDF5 file (or unreadable)") from None
+        try:
+            attrs = {k: _plain(v) for k, v in self._file.attrs.items()}
+            fmt = attrs.get("format")
+            if fmt != FORMAT:
+                raise InputError(f"trajectory = {str(path)!r}: format = {fmt!r}, must be {FORMAT!r}")
+            version = attrs.get("format_version")
+            if not isinstance(version, int) or version < 1:
+                raise InputError(f"trajectory = {str(path)!r}: format_version = {version!r}, must be an integer ≥ 1")
+            if version > FORMAT_VERSION:
+                raise InputError(
+                    f"trajectory = {str(path)!r}: format_version = {version} is newer than this blocksim "
+                    f"reads (≤ {FORMAT_VERSION}); upgrade blocksim"
+                )
+        except BaseException:
+            self._file.close()
+            raise
+        self.attrs = attrs
+        self.format_version = version
+        self._steps = None
+        self._config = None
+
+    # context manager -------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Close the HDF5 file (the loaded steps stay usable)."""
+        if self._file:
+            self._file.close()
+
+    # typed access ----------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """"running" (in progress or killed), "complete" or "failed" (see ``attrs['failure_reason']``)."""
+        return self.attrs.get("status", "unknown")
+
+    @property
+    def config(self):
+        """The resolved run config (:class:`blocksim.config.Config`) parsed from ``config_toml``."""
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config(self.attrs["config_toml"])
+        return self._config
+
+    def complete_indices(self) -> list[int]:
+        """Indices of the steps marked complete, ascending."""
+        out = []
+        steps = self._file.get("steps")
+        if steps is None:
+            return out
+        for name, g in steps.items():
+            if name.startswith("step_") and bool(g.attrs.get("complete", False)):
+                out.append(int(name[5:]))
+        return sorted(out)
+
+    def step(self, index: int) -> Step:
+        """Load complete step ``index``."""
+        g = self._file.get(f"steps/step_{index}")
+        if g is None or not bool(g.attrs.get("complete", False)):
+            raise InputError(f"step = {index}: not a complete step of {str(self.path)!r}")
+        kwargs = {}
+        for fld, rel, _, _ in STEP_DATASETS:
+            value = _read(g[rel])
+            kwargs[fld] = tuple(value) if fld == "directions" and isinstance(value, tuple) else value
+        diag, diag_units = {}, {}
+        if "diagnostics" in g:
+            for name, ds in g["diagnostics"].items():
+                diag[name] = _read(ds)
+                diag_units[name] = _plain(ds.attrs.get("units", ""))
+        attrs = {k: _plain(v) for k, v in g.attrs.items()}
+        return Step(index=int(index), diagnostics=diag, diagnostics_units=diag_units, attrs=attrs, **kwargs)
+
+    @property
+    def steps(self) -> list[Step]:
+        """The complete steps, ascending (loaded on first access)."""
+        if self._steps is None:
+            self._steps = [self.step(i) for i in self.complete_indices()]
+        return self._steps
+
+    @property
+    def summary(self) -> dict:
+        """Per-step arrays of /summary (step, scale_L, mb_ratio, mb_ratio_err, ...)."""
+        g = self._file.get("summary")
+        return {} if g is None else {name: _read(ds) for name, ds in g.items()}
+
+    @property
+    def final_pool(self):
+        """``(energies [P, n_keep], stress [P, 6, n_keep, n_keep])`` after the last step, or None."""
+        g = self._file.get("final_pool")
+        if g is None:
+            return None
+        return g["energies"][()], g["stress"][()]
+
+    def __repr__(self) -> str:
+        return f"Trajectory({str(self.path)!r}, status={self.status!r}, steps={self.complete_indices()})"
+
+
+def open_trajectory(path) -> Trajectory:
+    """Open a blocksim trajectory for reading: ``with open_trajectory("out/x.h5") as tr: tr.steps``.
+
+    Refuses (InputError) a missing file, a non-HDF5 file, another format or a newer format_version.
+    A ``.part`` file of a running or killed run opens too; its ``steps`` are the complete ones.
+    """
+    return Trajectory(path)
