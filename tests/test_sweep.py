@@ -317,7 +317,10 @@ def test_kill_midway_then_rerun_completes_only_missing(tmp_path, capsys):
     proc = subprocess.Popen([sys.executable, "-m", "blocksim.cli", "sweep", str(path), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: spec.output_path(spec.tasks[1]).exists(), 240, "two finished tasks")
+        _wait_for(lambda: spec.output_path(spec.tasks[1]).exists() or proc.poll() is not None, 240,
+                  "two finished tasks")
+        assert proc.poll() is None, "the sweep ended before it could be killed: " + str(
+            [task_state(spec, t).message for t in spec.tasks[:1]])
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, with no chance to clean up
         proc.wait(timeout=30)
@@ -353,7 +356,8 @@ def test_sigterm_closes_task_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "blocksim.cli", "run-task", str(path), "--index", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     status = spec.state_dir / f"{task.task_id}.json"
-    _wait_for(lambda: spec.part_path(task).exists(), 120, "the task's .part file")
+    _wait_for(lambda: spec.part_path(task).exists() or proc.poll() is not None, 120, "the task's .part file")
+    assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
