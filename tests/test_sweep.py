@@ -42,7 +42,6 @@ omega_points = 8
 #: a slower run (for killing tasks midway): more steps and a bigger pool.
 SLOW_BASE = TINY_BASE.replace("steps = 1", "steps = 2").replace("pool_size = 1", "pool_size = 2")
 
-RUNNER = os.environ.get("BLOCKSIM_TEST_SWEEP_RUNNER", "blocksim:run")
 
 
 def write_sweep(tmp_path: Path, name: str = "sw", *, body: str = "", base: str = TINY_BASE, replicates: int = 2,
@@ -50,7 +49,7 @@ def write_sweep(tmp_path: Path, name: str = "sw", *, body: str = "", base: str =
     """Write base.toml and NAME.toml (a sweep over ``grid`` × replicates) into tmp_path; return its path."""
     (tmp_path / "base.toml").write_text(base)
     text = (f'base = "base.toml"\n\n[sweep]\nname = "{name}"\noutput_dir = "out/{name}"\nentropy = 1234\n'
-            f'replicates = {replicates}\nrunner = "{RUNNER}"\n{extra_sweep}\n')
+            f'replicates = {replicates}\n{extra_sweep}\n')
     if grid:
         text += f"[grid]\n{grid}\n"
     path = tmp_path / f"{name}.toml"

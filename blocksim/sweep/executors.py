@@ -406,7 +406,7 @@ def sweep_throughput(workers: int, n_tasks: int) -> dict:
             (Path(tmp) / "base.toml").write_text(_BENCH_BASE)
             path = Path(tmp) / f"{name}.toml"
             path.write_text(f'base = "base.toml"\n[sweep]\nname = "{name}"\noutput_dir = "{name}"\n'
-                            f"entropy = 1\nreplicates = {n_tasks}\n")
+                            f"entropy = 1\nreplicates = {n_tasks}\n[slurm]\ntime = \"00:10:00\"\nmem = \"200M\"\n")
             return load_spec(path)
 
         warm = make("warm")  # compile/load Numba caches once so that both paths start warm

@@ -8,10 +8,12 @@ the process-pool and dask workers). For task ``i`` it
    ``run.numba_threads`` and ``run.progress = "none"``;
 2. takes an exclusive ``flock`` on ``.tasks/NAME.lock`` (held while it runs; the kernel drops it when the
    process dies, which is how a crashed task is told from a running one);
-3. writes ``.tasks/NAME.json`` = running, calls the runner on ``NAME.h5.part``, checks that the file's
-   ``status`` attribute is "complete", renames it atomically to ``NAME.h5`` and writes complete; on an
-   exception (or SIGTERM, which is turned into :class:`TaskTerminated`) it writes failed with a one-line
-   message. The HDF5 file is closed by the runner's own cleanup either way.
+3. writes ``.tasks/NAME.json`` = running and calls the runner (:func:`blocksim.run`) with output
+   ``NAME.h5``: the run writes ``NAME.h5.part`` and renames it atomically to ``NAME.h5`` when it is
+   complete (``resume=True`` continues an existing ``.part`` file). run_task then checks the final file's
+   ``status`` attribute is "complete" and writes complete; on an exception (or SIGTERM, which the run
+   turns into ``RunInterrupted`` after closing its file, and run_task into :class:`TaskTerminated`) it
+   writes failed with a one-line message.
 
 The task state visible from outside (:func:`task_state`) is one of ``done``, ``running``, ``failed``,
 ``missing``; an interrupted task (its process died without writing failed) counts as failed with the
@@ -239,7 +241,7 @@ def run_task(spec, index: int, *, numba_threads: int | None = None, raise_errors
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec, validate_configs=False)
     task = spec.task(index)
-    final, part = spec.output_path(task), spec.part_path(task)
+    final, part = spec.output_path(task), spec.part_path(task)  # part: blocksim.io.part_path(final)
     threads = _limit_numba_threads(int(numba_threads or spec.numba_threads))
     if final.is_file() and _file_complete(final):
         return TaskResult(index, "skipped", str(final), numba_threads=threads)
@@ -290,14 +292,14 @@ def _run_locked(spec, task, final: Path, part: Path, threads: int, raise_errors:
         resume = spec.resume_partial and part.is_file()
         runner = _resolve_runner(spec.runner)
         try:
-            runner(config, output=part, resume=resume, force=not resume)  # the one call into blocksim.run
+            # the one call into blocksim.run: it writes NAME.h5.part and renames it to NAME.h5 on success
+            runner(config, output=final, resume=resume, force=True)
         except (InputError, OSError, KeyError, ValueError):
             if not resume:
                 raise
-            runner(config, output=part, resume=False, force=True)  # the .part file could not be resumed
-        if not _file_complete(part):
-            raise RuntimeError(f"{part.name} was not marked complete by the runner")
-        os.replace(part, final)
+            runner(config, output=final, resume=False, force=True)  # the .part file could not be resumed
+        if not _file_complete(final):
+            raise RuntimeError(f"{final.name} was not written and marked complete by the runner")
         seconds = time.perf_counter() - t0
         info.update(status="complete", seconds=round(seconds, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         _write_json_atomic(status_path, info)
@@ -306,6 +308,10 @@ def _run_locked(spec, task, final: Path, part: Path, threads: int, raise_errors:
         _record_failure(status_path, info, exc)
         raise
     except (Exception, KeyboardInterrupt) as exc:
+        if getattr(exc, "signum", None) == signal.SIGTERM:  # blocksim.rg.RunInterrupted: closed cleanly
+            term = TaskTerminated("terminated by SIGTERM")
+            _record_failure(status_path, info, term)
+            raise term from exc
         _record_failure(status_path, info, exc)
         if raise_errors or isinstance(exc, KeyboardInterrupt):
             raise
