@@ -338,7 +338,8 @@ class Trajectory:
     """An open trajectory file (use :func:`open_trajectory`; a context manager).
 
     Attributes: ``path``, ``attrs`` (root attributes as plain Python values), ``status``,
-    ``format_version``, ``config`` (the parsed :class:`blocksim.config.Config`), ``steps`` (list of
+    ``format_version``, ``config`` (config_toml parsed into a nested dict), ``run_config`` (the same as a
+    validated :class:`blocksim.config.Config`), ``steps`` (list of
     complete :class:`Step`, by index), ``summary`` (dict of per-step arrays), ``final_pool``
     (``(energies, stress)`` of the last truncated super blocks, or None while running).
     """
@@ -391,8 +392,15 @@ class Trajectory:
         return self.attrs.get("status", "unknown")
 
     @property
-    def config(self):
-        """The resolved run config (:class:`blocksim.config.Config`) parsed from ``config_toml``."""
+    def config(self) -> dict:
+        """The resolved config as a nested dict ``{section: {key: value}}`` (``config_toml`` parsed)."""
+        import tomllib
+
+        return tomllib.loads(self.attrs["config_toml"])
+
+    @property
+    def run_config(self):
+        """The resolved run config as a validated :class:`blocksim.config.Config`."""
         if self._config is None:
             from .config import load_config
 

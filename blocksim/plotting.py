@@ -31,7 +31,7 @@ def plot_mb_flow(trajectory, png=None) -> Path:
     png = Path(png) if png is not None else path.with_suffix(".png")
     with open_trajectory(path) as tr:
         s = tr.summary
-        cfg = tr.config
+        cfg = tr.run_config
     if not s:
         raise InputError(f"trajectory = {str(path)!r}: no complete steps to plot")
     step = np.asarray(s["step"])

@@ -297,6 +297,11 @@ def _solve_superblocks(cfg, k, pool_e, pool_t, members, table, tick):
                 f"rg.n_keep = {n_keep}: super block {j} of step {k} has only {len(spec.energies)} computed states"
             )
         e_new, t_new, diag = spec.truncate(n_keep)
+        if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
+            raise RuntimeError(
+                f"solver {cfg.solver.method!r} returned non-finite levels or stress for super block {j} of "
+                f"step {k} (members {idx.tolist()}); the run stops rather than propagate NaN"
+            )
         reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
         if reordered:
             # a first-order excitation fell below the dressed ground state: the lowest kept level
@@ -714,7 +719,7 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
     start, pool_e, pool_t, lineage, members_history, rows = 0, None, None, None, [], []
     if resume and not part.exists() and out.exists() and not force:
         with bio.open_trajectory(out) as tr:
-            mismatch = _resume_mismatch(tr.config, cfg)
+            mismatch = _resume_mismatch(tr.run_config, cfg)
             if tr.status == "complete" and mismatch is None:
                 log.info("%s is already complete", out)
                 return out
@@ -793,7 +798,7 @@ def _mark_failed(part: Path, reason: str) -> None:
 def _load_partial(part: Path, cfg: Config):
     """State to continue ``part``: (cfg, start, pool_e, pool_t, lineage, members_history, summary rows)."""
     with bio.open_trajectory(part) as tr:
-        file_cfg = tr.config
+        file_cfg = tr.run_config
         mismatch = _resume_mismatch(file_cfg, cfg)
         if mismatch:
             raise InputError(f"--resume: {mismatch}; use --force to start over")

@@ -39,7 +39,7 @@ def format_table(path) -> str:
 
     with open_trajectory(path) as tr:
         s = tr.summary
-        cfg = tr.config
+        cfg = tr.run_config
     lines = [
         f"{'step':>4}  {'L/L1':>6}  {'g_k':>10}  {'MB_num':>8} ± {'err':<7}  {'MB_pool':>8} ± {'err':<7}  {'c_l/c_t':>7}",
     ]
