@@ -522,27 +522,47 @@ def _solve_exact(sb: SuperBlock, n_states) -> Spectrum:
 # ----------------------------------------------------------------------------------------------
 # First-order perturbation theory (Eq. 3.2) — numba kernels
 # ----------------------------------------------------------------------------------------------
+#: Members per tile of the pair kernels. A tile is a run of consecutive members (a z-row of the
+#: cube in C order), so for one partner t the tile reads adjacent table entries and the table
+#: traffic per tile is that of one member; each member still accumulates its own sums over t in
+#: ascending order, so results do not depend on the tile size or the number of threads.
+PAIR_TILE = 16
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _local_field_kernel(pos, table, n0, t0, out):
     """h^(s) = Σ_{s'≠s} Λ^(ss')·t0^(s') for every member.
 
     pos: int64 [N, 3]; table: float64 [2n0−1, 2n0−1, 2n0−1, 6, 6]; t0: float64 [N, 6]; out: [N, 6].
+    Tiled over s (:data:`PAIR_TILE`); every out[s] is accumulated over s' in ascending order inside
+    one prange iteration (bit-for-bit independent of the thread count).
     """
     nb = pos.shape[0]
     off = n0 - 1
-    for s in numba.prange(nb):
-        acc = np.zeros(6)
+    ntile = (nb + PAIR_TILE - 1) // PAIR_TILE
+    for it in numba.prange(ntile):
+        s0 = it * PAIR_TILE
+        ts = min(PAIR_TILE, nb - s0)
+        acc = np.zeros((ts, 6))
         for u in range(nb):
-            if u == s:
-                continue
-            lam = table[pos[s, 0] - pos[u, 0] + off, pos[s, 1] - pos[u, 1] + off, pos[s, 2] - pos[u, 2] + off]
+            xu = pos[u, 0] - off
+            yu = pos[u, 1] - off
+            zu = pos[u, 2] - off
+            for j in range(ts):
+                s = s0 + j
+                if s == u:
+                    continue
+                ix = pos[s, 0] - xu
+                iy = pos[s, 1] - yu
+                iz = pos[s, 2] - zu
+                for a in range(6):
+                    x = 0.0
+                    for b in range(6):
+                        x += table[ix, iy, iz, a, b] * t0[u, b]
+                    acc[j, a] += x
+        for j in range(ts):
             for a in range(6):
-                x = 0.0
-                for b in range(6):
-                    x += lam[a, b] * t0[u, b]
-                acc[a] += x
-        for a in range(6):
-            out[s, a] = acc[a]
+                out[s0 + j, a] = acc[j, a]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -557,81 +577,108 @@ def _pair_kernel(pos, table, n0, g, energies, u, thr, delta, nres):
     treated exactly in their cluster) and are counted in nres[s].
 
     pos int64 [N,3]; table float64 [..,6,6]; energies float64 [N,n]; u float64 [N,n,6];
-    delta float64 [N,n,6] (output); nres int64 [N] (output).
+    delta float64 [N,n,6] (output); nres int64 [N] (output). Memory beyond the inputs: O(tile·n).
+    Tiled over s (:data:`PAIR_TILE`): the partner loop t is outside the tile loop so that the tile
+    shares each u^t and reads neighbouring table entries. Each delta[s] is still accumulated
+    sequentially over t (ascending), then m', inside one prange iteration: the result is bit-for-bit
+    independent of the thread count and of the tile size.
     """
     nb = pos.shape[0]
     nl = energies.shape[1]
     off = n0 - 1
-    for s in numba.prange(nb):
-        acc = np.zeros((nl, 6))
+    ntile = (nb + PAIR_TILE - 1) // PAIR_TILE
+    for it in numba.prange(ntile):
+        s0 = it * PAIR_TILE
+        ts = min(PAIR_TILE, nb - s0)
+        acc = np.zeros((ts, nl, 6))
+        cnt = np.zeros(ts, dtype=np.int64)
         w = np.empty((nl, 6))
-        count = 0
         for t in range(nb):
-            if t == s:
-                continue
-            lam = table[pos[s, 0] - pos[t, 0] + off, pos[s, 1] - pos[t, 1] + off, pos[s, 2] - pos[t, 2] + off]
-            for mp in range(1, nl):
-                for a in range(6):
-                    x = 0.0
-                    for b in range(6):
-                        x += lam[a, b] * u[t, mp, b]
-                    w[mp, a] = x
-            for m in range(1, nl):
-                em = energies[s, m]
+            xt = pos[t, 0] - off
+            yt = pos[t, 1] - off
+            zt = pos[t, 2] - off
+            for j in range(ts):
+                s = s0 + j
+                if s == t:
+                    continue
+                ix = pos[s, 0] - xt
+                iy = pos[s, 1] - yt
+                iz = pos[s, 2] - zt
                 for mp in range(1, nl):
-                    ep = energies[t, mp]
-                    vv = 0.0
                     for a in range(6):
-                        vv += u[s, m, a] * w[mp, a]
-                    vv *= 2.0 * g
-                    diff = em - ep
-                    coef = -1.0 / (em + ep)
-                    if abs(vv) > thr * abs(diff):
-                        if vv != 0.0:
-                            count += 1
-                    else:
-                        coef += 1.0 / diff
-                    f = vv * coef
-                    for a in range(6):
-                        acc[m, a] += f * u[t, mp, a]
-        for m in range(nl):
-            for a in range(6):
-                delta[s, m, a] = acc[m, a]
-        nres[s] = count
+                        x = 0.0
+                        for b in range(6):
+                            x += table[ix, iy, iz, a, b] * u[t, mp, b]
+                        w[mp, a] = x
+                for m in range(1, nl):
+                    em = energies[s, m]
+                    for mp in range(1, nl):
+                        ep = energies[t, mp]
+                        vv = 0.0
+                        for a in range(6):
+                            vv += u[s, m, a] * w[mp, a]
+                        vv *= 2.0 * g
+                        diff = em - ep
+                        coef = -1.0 / (em + ep)
+                        if abs(vv) > thr * abs(diff):
+                            if vv != 0.0:
+                                cnt[j] += 1
+                        else:
+                            coef += 1.0 / diff
+                        f = vv * coef
+                        for a in range(6):
+                            acc[j, m, a] += f * u[t, mp, a]
+        for j in range(ts):
+            for m in range(nl):
+                for a in range(6):
+                    delta[s0 + j, m, a] = acc[j, m, a]
+            nres[s0 + j] = cnt[j]
 
 
-@numba.njit(cache=True, nogil=True)
-def _resonant_pairs_kernel(pos, table, n0, g, energies, u, thr, rows, out_i, out_j, out_v):
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _resonant_pairs_kernel(pos, table, n0, g, energies, u, thr, rows, offsets, out_i, out_j, out_v):
     """List the resonant pairs of the members in ``rows`` (second pass, only where nres > 0).
 
     Writes flat single-excitation indices i = s·(n−1) + (m−1) and j likewise, with V_ij, into the
-    preallocated outputs; returns the number written.
+    preallocated outputs: the pairs of rows[r] go to ``offsets[r]:offsets[r+1]`` (``offsets`` is the
+    cumulative sum of nres[rows] from :func:`_pair_kernel`, which counts with the same arithmetic),
+    in ascending (t, m, m') order, so the output is independent of the thread count. Returns the
+    number written.
     """
     nb = pos.shape[0]
     nl = energies.shape[1]
     off = n0 - 1
-    k = 0
-    for r in range(rows.shape[0]):
+    nrows = rows.shape[0]
+    written = np.zeros(nrows, dtype=np.int64)
+    for r in numba.prange(nrows):
         s = rows[r]
+        k = offsets[r]
+        k_end = offsets[r + 1]
         for t in range(nb):
             if t == s:
                 continue
-            lam = table[pos[s, 0] - pos[t, 0] + off, pos[s, 1] - pos[t, 1] + off, pos[s, 2] - pos[t, 2] + off]
+            ix = pos[s, 0] - pos[t, 0] + off
+            iy = pos[s, 1] - pos[t, 1] + off
+            iz = pos[s, 2] - pos[t, 2] + off
             for m in range(1, nl):
                 for mp in range(1, nl):
                     vv = 0.0
                     for a in range(6):
                         x = 0.0
                         for b in range(6):
-                            x += lam[a, b] * u[t, mp, b]
+                            x += table[ix, iy, iz, a, b] * u[t, mp, b]
                         vv += u[s, m, a] * x
                     vv *= 2.0 * g
-                    if vv != 0.0 and abs(vv) > thr * abs(energies[s, m] - energies[t, mp]):
+                    if vv != 0.0 and abs(vv) > thr * abs(energies[s, m] - energies[t, mp]) and k < k_end:
                         out_i[k] = s * (nl - 1) + (m - 1)
                         out_j[k] = t * (nl - 1) + (mp - 1)
                         out_v[k] = vv
                         k += 1
-    return k
+        written[r] = k - offsets[r]
+    total = 0
+    for r in range(nrows):
+        total += written[r]
+    return total
 
 
 def _member_arrays(sb: SuperBlock):
@@ -778,7 +825,10 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         oj = np.empty(n_two_body, dtype=np.int64)
         ov = np.empty(n_two_body)
         u_eff = np.ascontiguousarray(np.moveaxis(s_eff[:, :, :, 0], 1, 2))
-        k = _resonant_pairs_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, rows, oi, oj, ov)
+        offsets = np.concatenate([[0], np.cumsum(nres[rows])]).astype(np.int64)
+        k = _resonant_pairs_kernel(
+            sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, rows, offsets, oi, oj, ov
+        )
         pi.append(oi[:k]), pj.append(oj[:k]), pv.append(ov[:k])
     pop_w = np.zeros((1 + ns, nb))
     pop_w[1 + np.arange(ns), np.repeat(np.arange(nb), nl - 1)] = 1.0
