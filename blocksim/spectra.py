@@ -273,11 +273,14 @@ class Spectrum:
             return _closed_system_transitions(self.energies, self._full_stress, temps)
         sb = self._sb
         m_energies, m_stress = self.members
-        p_members = np.stack([boltzmann(m_energies[s], temps) for s in range(sb.n_blocks)], axis=1)
-        # p_members: [n_T, N, n]
-        w = self._pop_weights[1:]  # [K-1, N]
-        norm = np.maximum(w.sum(axis=1), 1e-300)
-        pop0 = (p_members[:, :, 0] @ w.T) / norm  # [n_T, K-1]
+        p_members = _member_boltzmann(m_energies, temps)  # [n_T, N, n]
+        w = self._pop_weights[1:]  # [K-1, N], dense (sector solver) or sparse (perturbative)
+        if scipy.sparse.issparse(w):
+            norm = np.maximum(np.asarray(w.sum(axis=1)).ravel(), 1e-300)
+            pop0 = (w @ p_members[:, :, 0].T).T / norm  # [n_T, K-1]
+        else:
+            norm = np.maximum(w.sum(axis=1), 1e-300)
+            pop0 = (p_members[:, :, 0] @ w.T) / norm  # [n_T, K-1]
         omega = self.energies[1:]
         amp = self.amp0[1:]
         # members' excited-initial transitions at zeroth order
@@ -294,6 +297,26 @@ class Spectrum:
             population=np.concatenate([pop0, pop2], axis=1),
             temperatures=temps,
         )
+
+
+def _member_boltzmann(energies, temps) -> np.ndarray:
+    """:func:`blocksim.response.boltzmann` for every member at once: ``[n_T, N, n]``.
+
+    Same arithmetic per member as ``boltzmann(energies[s], temps)`` (a loop over members is O(N)
+    Python calls, 1 s at N = 32768).
+    """
+    e = np.asarray(energies, dtype=float)
+    if not np.all(np.isfinite(e)):
+        raise InputError("member energies: must be finite numbers")
+    temps = np.atleast_1d(np.asarray(temps, dtype=float))
+    boltzmann(e[0], temps)  # validates the temperatures (InputError) as the per-member call does
+    de = e - e.min(axis=1, keepdims=True)
+    tol = 1e-12 * np.maximum(1.0, np.max(np.abs(e), axis=1, keepdims=True))
+    p = np.empty((temps.size,) + e.shape)
+    for i, temp in enumerate(temps):
+        w = (de <= tol).astype(float) if temp == 0.0 else np.exp(-de / temp)
+        p[i] = w / w.sum(axis=1, keepdims=True)
+    return p
 
 
 def _closed_system_transitions(energies, stress, temps) -> Transitions:
@@ -830,8 +853,12 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, rows, offsets, oi, oj, ov
         )
         pi.append(oi[:k]), pj.append(oj[:k]), pv.append(ov[:k])
-    pop_w = np.zeros((1 + ns, nb))
-    pop_w[1 + np.arange(ns), np.repeat(np.arange(nb), nl - 1)] = 1.0
+    # Population weights [1 + ns, N] (docs/DESIGN.md note 2), sparse: a state outside any cluster has
+    # weight 1 on its own member; a cluster state |α⟩ = Σ_l c_lα |l⟩ has Σ_l c_lα² on the members of
+    # its components. Dense this would be O(N²) memory (8 GiB at N0 = 32).
+    state_member = np.repeat(np.arange(nb), nl - 1)
+    in_any_cluster = np.zeros(ns, dtype=bool)
+    pw_i, pw_j, pw_v = [], [], []
     energies_flat = flat_omega.copy()
     amps_flat = flat_amp.copy()
     n_pairs = 0
@@ -871,8 +898,13 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             ev, vec = np.linalg.eigh(hc)
             energies_flat[members] = ev
             amps_flat[members] = vec.T @ flat_amp[members]
-            w_old = pop_w[1 + members]
-            pop_w[1 + members] = (vec.T**2) @ w_old
+            cols, col_of = np.unique(state_member[members], return_inverse=True)
+            w_old = np.zeros((len(members), len(cols)))
+            w_old[np.arange(len(members)), col_of] = 1.0
+            pw_i.append(np.repeat(members, len(cols)))
+            pw_j.append(np.tile(cols, len(members)))
+            pw_v.append(((vec.T**2) @ w_old).ravel())
+            in_any_cluster[members] = True
             rot_members.append((members, vec))
     frac = in_cluster / ns if ns else 0.0
     if frac > RESONANT_FRACTION_WARN:
@@ -891,7 +923,14 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
     lab = flat_label[order]
     labels[1 + np.arange(ns), lab // (nl - 1)] = lab % (nl - 1) + 1
     amp0 = np.concatenate([ground_t[None, :], amps_flat[order]])
-    pop_w = np.concatenate([pop_w[:1], pop_w[1:][order]])
+    plain = np.nonzero(~in_any_cluster)[0]
+    pw_i.append(plain), pw_j.append(state_member[plain]), pw_v.append(np.ones(len(plain)))
+    sorted_row = np.empty(ns, dtype=np.int64)
+    sorted_row[order] = np.arange(ns)
+    pw_i = np.concatenate(pw_i)
+    pop_w = scipy.sparse.csr_matrix(
+        (np.concatenate(pw_v), (1 + sorted_row[pw_i], np.concatenate(pw_j))), shape=(1 + ns, nb)
+    )
     # unitary map from sorted states to flat single-excitation basis (for excited-state elements)
     basis_of = _BasisMap(ns, order, rot_members)
     def excited_stress(idx):
