@@ -62,6 +62,9 @@ MAX_EXACT_DIM = 20000
 DENSE_EXACT_DIM = 2048
 #: Largest number of states accepted by the sector solver.
 MAX_SECTOR_DIM = 6000
+#: The perturbative solver fills ``Spectrum.labels`` ([K, N] int64, O(N²) memory) only up to this
+#: many entries (32 MB); above it ``labels`` is None (docs/performance.md).
+PERTURBATIVE_LABELS_MAX = 4_000_000
 #: Warn when more than this fraction of single excitations sits in resonant clusters.
 RESONANT_FRACTION_WARN = 0.5
 
@@ -919,9 +922,11 @@ def _solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
     flat_label = np.arange(ns)
     for members, vec in rot_members:
         flat_label[members] = members[np.argmax(vec**2, axis=0)]
-    labels = np.zeros((1 + ns, nb), dtype=np.int64)
-    lab = flat_label[order]
-    labels[1 + np.arange(ns), lab // (nl - 1)] = lab % (nl - 1) + 1
+    labels = None  # [K, N] dense: only for small super blocks (it is O(N²) memory)
+    if (1 + ns) * nb <= PERTURBATIVE_LABELS_MAX:
+        labels = np.zeros((1 + ns, nb), dtype=np.int64)
+        lab = flat_label[order]
+        labels[1 + np.arange(ns), lab // (nl - 1)] = lab % (nl - 1) + 1
     amp0 = np.concatenate([ground_t[None, :], amps_flat[order]])
     plain = np.nonzero(~in_any_cluster)[0]
     pw_i.append(plain), pw_j.append(state_member[plain]), pw_v.append(np.ones(len(plain)))
