@@ -487,29 +487,39 @@ def _solve_exact(sb: SuperBlock, n_states) -> Spectrum:
             f"product dimension n^N = {nl}^{nb} = {dim}: full ED allows at most {MAX_EXACT_DIM}; "
             "use solver.method = 'sector' or 'perturbative'"
         )
-    eye = [scipy.sparse.identity(nl**s, format="csr") for s in range(nb + 1)]
-
-    def embed(op_by_site: dict):
-        """Kronecker product with identities, sites in C order (site 0 slowest)."""
-        out = None
-        last = 0
-        for s in sorted(op_by_site):
-            piece = scipy.sparse.kron(eye[s - last], scipy.sparse.csr_matrix(op_by_site[s]), format="csr")
-            out = piece if out is None else scipy.sparse.kron(out, piece, format="csr")
-            last = s + 1
-        return scipy.sparse.kron(out, eye[nb - last], format="csr")
-
-    h = scipy.sparse.csr_matrix((dim, dim))
-    for s in range(nb):
-        h = h + embed({s: np.diag(sb.energies[s])})
+    # Product basis in C order (member 0 slowest): state i has digits d_s(i), place value P_s.
+    place = nl ** np.arange(nb - 1, -1, -1)
+    state = np.arange(dim)
+    digits = (state[:, None] // place[None, :]) % nl  # [dim, N]
+    rows, cols, vals = [state], [state], [sb.energies[np.arange(nb), digits].sum(axis=1)]
+    new = np.arange(nl)
     for s in range(nb):
         for u in range(s + 1, nb):
-            lam = sb.coupling(s, u)
-            w = np.einsum("ab,bmn->amn", lam, sb.stress[u])
-            for a in range(6):
-                if np.any(sb.stress[s, a]) and np.any(w[a]):
-                    h = h + 2.0 * embed({s: sb.stress[s, a], u: w[a]})
-    t_ops = [sum(embed({s: sb.stress[s, a]}) for s in range(nb)) for a in range(6)]
+            # two-site operator ⟨d_s d_u|2 Σ_ab T^s_a gΛ_ab T^u_b|d_s' d_u'⟩, ordered pairs (s,u), (u,s)
+            w = np.einsum("ab,bmn->amn", sb.coupling(s, u), sb.stress[u])
+            pair = 2.0 * np.einsum("aij,akl->ikjl", sb.stress[s], w)  # [d_s, d_u, d_s', d_u']
+            ds, du = digits[:, s], digits[:, u]
+            target = (
+                state[:, None, None]
+                + (new[None, :, None] - ds[:, None, None]) * place[s]
+                + (new[None, None, :] - du[:, None, None]) * place[u]
+            )
+            rows.append(np.repeat(state, nl * nl)), cols.append(target.ravel())
+            vals.append(pair[ds, du].ravel())
+    h = scipy.sparse.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(dim, dim)
+    ).tocsr()
+
+    def total_stress(a):
+        """T_tot,a = Σ_s T^(s)_a as a sparse matrix in the product basis."""
+        r, c, v = [], [], []
+        for s in range(nb):
+            ds = digits[:, s]
+            r.append(np.repeat(state, nl)), c.append((state[:, None] + (new[None, :] - ds[:, None]) * place[s]).ravel())
+            v.append(sb.stress[s, a][ds].ravel())
+        return scipy.sparse.coo_matrix((np.concatenate(v), (np.concatenate(r), np.concatenate(c))), shape=(dim, dim)).tocsr()
+
+    t_ops = [total_stress(a) for a in range(6)]
     if dim <= DENSE_EXACT_DIM:
         evals, evecs = scipy.linalg.eigh(h.toarray())
     else:
@@ -649,7 +659,7 @@ def _pair_kernel(pos, table, n0, g, energies, u, thr, delta, nres):
                         if abs(vv) > thr * abs(diff):
                             if vv != 0.0:
                                 cnt[j] += 1
-                        else:
+                        elif diff != 0.0:
                             coef += 1.0 / diff
                         f = vv * coef
                         for a in range(6):
@@ -806,7 +816,10 @@ def _dress_one_body(sb: SuperBlock, vloc, thr):
     np.einsum("smm->sm", off)[:] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(off > 0, off / gap, 0.0)
-    dressed = np.any(ratio > thr, axis=(1, 2))
+    # also dress members whose first-order level would cross the ground state (E_m + shift ≤ 0)
+    shift = np.einsum("smm->sm", vloc) - vloc[:, :1, 0]
+    crossing = np.any(e[:, 1:] + shift[:, 1:] <= 0, axis=1)
+    dressed = np.any(ratio > thr, axis=(1, 2)) | crossing
     e_eff = e.copy()
     s_eff = sb.stress.copy()
     for s in np.nonzero(dressed)[0]:

@@ -259,3 +259,36 @@ def test_strong_coupling_warns_with_count():
     sb = superblock(1, 2, 30.0)
     with pytest.warns(spectra.ResonanceWarning, match=r"\d+ of 8 single excitations"):
         spectra.solve(sb, "perturbative")
+
+
+def test_identical_members_at_zero_coupling_give_finite_results():
+    """Resampled pools can put one block twice into a super block: exact degeneracy with V = 0."""
+    rng = np.random.default_rng(4)
+    e, s = random_members(rng, 8, 3)
+    e[6], s[6] = e[2], s[2]
+    sb = spectra.assemble_superblock(e, s, None, 2, 0.0, 1.6)
+    pt = spectra.solve(sb, "perturbative")
+    assert np.all(np.isfinite(pt.amp0)) and np.all(np.isfinite(pt.energies))
+    omega = np.linspace(0.1, 2, 50)
+    e_l, _ = direction_strains([0, 0, 1])
+    np.testing.assert_allclose(
+        response.im_chi_tilde(pt.transitions([0.0, 0.5]), omega, e_l, width=0.05),
+        single_block_sum(sb, np.array([0.0, 0.5]), omega, e_l, 0.05),
+        rtol=1e-10,
+    )
+
+
+def test_level_pushed_below_ground_by_local_field_is_dressed():
+    """A member with no off-diagonal stress whose first-order level shift exceeds its gap."""
+    rng = np.random.default_rng(6)
+    e, s = random_members(rng, 8, 2)
+    s[1, :, 0, 1] = s[1, :, 1, 0] = 0.0
+    g = 0.05
+    sb = spectra.assemble_superblock(e, s, None, 2, g, 1.6)
+    h1 = sum(sb.coupling(1, t) @ sb.stress[t, :, 0, 0] for t in range(8) if t != 1)
+    # choose T_11 − T_00 of member 1 so that 2h·(T_11 − T_00) = −2 E_1
+    s[1, :, 1, 1] = s[1, :, 0, 0] - e[1, 1] * h1 / (h1 @ h1)
+    sb = spectra.assemble_superblock(e, s, None, 2, g, 1.6)
+    pt = spectra.solve(sb, "perturbative")
+    assert pt.diagnostics["n_dressed_members"] == 1
+    assert np.all(pt.energies[1:] > 0)
