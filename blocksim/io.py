@@ -60,6 +60,12 @@ STATUSES = ("running", "complete", "failed")
 #: Arrays with more elements than this are stored gzip-compressed (lossless, deterministic).
 _COMPRESS_ABOVE = 1 << 16
 
+#: Datasets every step must hold (BRIEF §4); the reader treats the rest of STEP_DATASETS as optional.
+CONTRACT_STEP_DATASETS = frozenset({
+    "scale_L", "coupling_g", "omega", "temperature", "im_chi_l", "im_chi_t", "re_chi_l", "re_chi_t",
+    "mb_ratio", "mb_ratio_err", "pool/energies", "pool/stress", "superblocks/members", "superblocks/rotations",
+})
+
 #: Datasets of ``/steps/step_K``: (Step field, path inside the step group, units, description).
 STEP_DATASETS = (
     ("scale_L", "scale_L", "L_1", "linear size L_k = N0^k of the pool blocks that enter this step"),
@@ -425,6 +431,14 @@ class Trajectory:
             raise InputError(f"step = {index}: not a complete step of {str(self.path)!r}")
         kwargs = {}
         for fld, rel, _, _ in STEP_DATASETS:
+            if rel not in g:
+                # BRIEF §4 names the required datasets; the others are extras of this writer
+                if rel in CONTRACT_STEP_DATASETS:
+                    raise InputError(
+                        f"{str(self.path)!r}: step_{index} lacks the required dataset {rel!r} (BRIEF §4)"
+                    )
+                kwargs[fld] = None
+                continue
             value = _read(g[rel])
             kwargs[fld] = tuple(value) if fld == "directions" and isinstance(value, tuple) else value
         diag, diag_units = {}, {}
