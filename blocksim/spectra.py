@@ -29,6 +29,7 @@ solvers, and true Boltzmann weights for the exact solver.
 from __future__ import annotations
 
 import itertools
+import types
 import warnings
 from dataclasses import dataclass, field
 
@@ -566,7 +567,7 @@ PAIR_TILE = 16
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _local_field_kernel(pos, table, n0, t0, out):
+def _local_field_kernel_parallel(pos, table, n0, t0, out):
     """h^(s) = Σ_{s'≠s} Λ^(ss')·t0^(s') for every member.
 
     pos: int64 [N, 3]; table: float64 [2n0−1, 2n0−1, 2n0−1, 6, 6]; t0: float64 [N, 6]; out: [N, 6].
@@ -602,7 +603,7 @@ def _local_field_kernel(pos, table, n0, t0, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _pair_kernel(pos, table, n0, g, energies, u, thr, delta, nres):
+def _pair_kernel_parallel(pos, table, n0, g, energies, u, thr, delta, nres):
     """Two-body first-order correction to ⟨s,m|T_tot|0⟩ and resonance counts.
 
     For every single excitation (s, m ≥ 1) accumulate over (s' ≠ s, m' ≥ 1), with
@@ -672,7 +673,7 @@ def _pair_kernel(pos, table, n0, g, energies, u, thr, delta, nres):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _resonant_pairs_kernel(pos, table, n0, g, energies, u, thr, rows, offsets, out_i, out_j, out_v):
+def _resonant_pairs_kernel_parallel(pos, table, n0, g, energies, u, thr, rows, offsets, out_i, out_j, out_v):
     """List the resonant pairs of the members in ``rows`` (second pass, only where nres > 0).
 
     Writes flat single-excitation indices i = s·(n−1) + (m−1) and j likewise, with V_ij, into the
@@ -715,6 +716,50 @@ def _resonant_pairs_kernel(pos, table, n0, g, energies, u, thr, rows, offsets, o
     for r in range(nrows):
         total += written[r]
     return total
+
+
+#: Below this much work (pairs × excited levels²) the kernels run their serial twins: waking the
+#: thread pool costs ~0.5 ms per call, more than the whole sum for the small super blocks of an RG
+#: step (N0 = 2..4). Serial and parallel twins give bit-identical results.
+PARALLEL_MIN_WORK = 100_000
+
+
+def _serial_twin(kernel):
+    """The same kernel compiled without ``parallel`` (prange runs as range), cached under its own name."""
+    f = kernel.py_func
+    name = f.__name__.replace("_parallel", "_serial")
+    twin = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    twin.__qualname__ = name
+    twin.__doc__ = f"Serial twin of :func:`{f.__name__}` (small super blocks)."
+    return numba.njit(cache=True, nogil=True)(twin)
+
+
+_local_field_kernel_serial = _serial_twin(_local_field_kernel_parallel)
+_pair_kernel_serial = _serial_twin(_pair_kernel_parallel)
+_resonant_pairs_kernel_serial = _serial_twin(_resonant_pairs_kernel_parallel)
+
+
+def _local_field_kernel(pos, table, n0, t0, out):
+    """Dispatch to :func:`_local_field_kernel_parallel` or its serial twin by problem size."""
+    nb = pos.shape[0]
+    kernel = _local_field_kernel_parallel if nb * nb >= PARALLEL_MIN_WORK else _local_field_kernel_serial
+    kernel(pos, table, n0, t0, out)
+
+
+def _pair_kernel(pos, table, n0, g, energies, u, thr, delta, nres):
+    """Dispatch to :func:`_pair_kernel_parallel` or its serial twin by problem size."""
+    nb, nl = energies.shape
+    work = nb * nb * max(1, (nl - 1) ** 2)
+    kernel = _pair_kernel_parallel if work >= PARALLEL_MIN_WORK else _pair_kernel_serial
+    kernel(pos, table, n0, g, energies, u, thr, delta, nres)
+
+
+def _resonant_pairs_kernel(pos, table, n0, g, energies, u, thr, rows, offsets, out_i, out_j, out_v):
+    """Dispatch to :func:`_resonant_pairs_kernel_parallel` or its serial twin by problem size."""
+    nb, nl = energies.shape
+    work = len(rows) * nb * max(1, (nl - 1) ** 2)
+    kernel = _resonant_pairs_kernel_parallel if work >= PARALLEL_MIN_WORK else _resonant_pairs_kernel_serial
+    return kernel(pos, table, n0, g, energies, u, thr, rows, offsets, out_i, out_j, out_v)
 
 
 def _member_arrays(sb: SuperBlock):

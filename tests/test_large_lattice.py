@@ -162,3 +162,21 @@ def test_kernels_are_bitwise_independent_of_thread_count(tmp_path):
     assert [r["threads"] for r in results] == [1, 2]
     assert results[0]["nres"] > 0
     assert results[0]["hex"] == results[1]["hex"]
+
+
+def test_serial_and_parallel_twins_are_bitwise_equal():
+    sb = superblock(8, 4, 3, 0.03)
+    u, t0 = spectra._member_arrays(sb)
+    nb, nl = sb.n_blocks, sb.n_levels
+    outs = []
+    for lf, pk in ((spectra._local_field_kernel_serial, spectra._pair_kernel_serial),
+                   (spectra._local_field_kernel_parallel, spectra._pair_kernel_parallel)):
+        h = np.empty((nb, 6))
+        lf(sb.positions, sb.table, sb.n0, t0, h)
+        d = np.empty((nb, nl, 6))
+        r = np.empty(nb, dtype=np.int64)
+        pk(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1, d, r)
+        outs.append((h, d, r))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    assert outs[0][2].sum() > 0
