@@ -144,7 +144,7 @@ def _coupling_mandel_into(dx, dy, dz, alpha, form, mi, mj, w, work, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _displacement_table_kernel(n0, alpha, form, mi, mj, w, table):
+def _displacement_table_kernel_parallel(n0, alpha, form, mi, mj, w, table):
     """Fill ``table[2n0−1, 2n0−1, 2n0−1, 6, 6]`` with Λ(d) for integer displacements d (0 at d = 0).
 
     Index ``(dx + n0 − 1, dy + n0 − 1, dz + n0 − 1)`` holds displacement ``(dx, dy, dz)``.
@@ -163,6 +163,40 @@ def _displacement_table_kernel(n0, alpha, form, mi, mj, w, table):
                             table[ix, iy, iz, a, b] = 0.0
                 else:
                     _coupling_mandel_into(dx, dy, dz, alpha, form, mi, mj, w, work, table[ix, iy, iz])
+
+
+@numba.njit(cache=True, nogil=True)
+def _displacement_table_kernel_serial(n0, alpha, form, mi, mj, w, table):
+    """Serial version of :func:`_displacement_table_kernel_parallel` (same arithmetic, same table)."""
+    m = 2 * n0 - 1
+    work = np.empty((3, 3, 3, 3))
+    for ix in range(m):
+        for iy in range(m):
+            for iz in range(m):
+                dx = float(ix - (n0 - 1))
+                dy = float(iy - (n0 - 1))
+                dz = float(iz - (n0 - 1))
+                if dx == 0.0 and dy == 0.0 and dz == 0.0:
+                    for a in range(6):
+                        for b in range(6):
+                            table[ix, iy, iz, a, b] = 0.0
+                else:
+                    _coupling_mandel_into(dx, dy, dz, alpha, form, mi, mj, w, work, table[ix, iy, iz])
+
+
+#: Tables with fewer entries than this are filled serially: starting the thread pool costs up to a
+#: scheduler time slice (several ms on a busy 2-core machine), more than filling a small table.
+TABLE_PARALLEL_MIN_ENTRIES = 8000
+
+
+def _displacement_table_kernel(n0, alpha, form, mi, mj, w, table):
+    """Fill ``table[2n0−1, 2n0−1, 2n0−1, 6, 6]`` with Λ(d) (0 at d = 0); serial below
+    :data:`TABLE_PARALLEL_MIN_ENTRIES` entries, else the prange kernel. Both give identical tables."""
+    m = 2 * n0 - 1
+    if m * m * m >= TABLE_PARALLEL_MIN_ENTRIES:
+        _displacement_table_kernel_parallel(n0, alpha, form, mi, mj, w, table)
+    else:
+        _displacement_table_kernel_serial(n0, alpha, form, mi, mj, w, table)
 
 
 # --------------------------------------------------------------------------------------------
