@@ -64,6 +64,17 @@ def alpha_from_ratio(cl_over_ct: float) -> float:
     return 1.0 - 1.0 / (x * x)
 
 
+def _separation(r, name: str = "r") -> float:
+    """|r| of a finite non-zero 3-vector, else InputError naming the field."""
+    r = np.asarray(r, dtype=float)
+    if r.shape != (3,) or not np.all(np.isfinite(r)):
+        raise InputError(f"{name} = {r.tolist()}: must be a finite 3-vector")
+    dist = float(np.linalg.norm(r))
+    if not dist > 0:
+        raise InputError(f"{name} = {r.tolist()}: must be non-zero (distinct blocks)")
+    return dist
+
+
 def _check_form(form: str) -> int:
     if form not in _FORM_CODE:
         raise InputError(f"form = {form!r}: must be one of {', '.join(FORMS)}")
@@ -221,12 +232,8 @@ def stress_coupling(r, cl_over_ct: float, form: str = "zhou-leggett") -> np.ndar
 
     ``r`` is the separation ``x_s − x_s'`` (any length unit; Λ is then in 1/unit³). Λ(−r) = Λ(r).
     """
+    dist = _separation(r)
     r = np.asarray(r, dtype=float)
-    if r.shape != (3,) or not np.all(np.isfinite(r)):
-        raise InputError(f"r = {r.tolist()}: must be a finite 3-vector")
-    dist = np.linalg.norm(r)
-    if not dist > 0:
-        raise InputError("r = [0, 0, 0]: Λ is defined only for distinct blocks (|r| > 0)")
     return -lambda_tilde(r / dist, cl_over_ct, form) / (8.0 * np.pi * dist**3)
 
 
@@ -288,9 +295,8 @@ def kelvin_green(r, cl_over_ct: float) -> np.ndarray:
 
     ``G_ik = [(2 − α) δ_ik + α n_i n_k] / (8π |r|)`` with α = 1 − c_t²/c_l² (BRIEF §1.2).
     """
-    r = np.asarray(r, dtype=float)
-    dist = np.linalg.norm(r)
-    n = r / dist
+    dist = _separation(r)
+    n = np.asarray(r, dtype=float) / dist
     alpha = alpha_from_ratio(cl_over_ct)
     return ((2.0 - alpha) * np.eye(3) + alpha * np.outer(n, n)) / (8.0 * np.pi * dist)
 
@@ -304,9 +310,11 @@ def delta_lambda(r, delta_r, cl_over_ct: float, form: str = "zhou-leggett") -> n
     tests check it against a finite difference of :func:`stress_coupling`. For a uniform external
     strain e, ``Δr = e·r``. ρ c_t² = 1.
     """
+    x = _separation(r)
     r = np.asarray(r, dtype=float)
     delta_r = np.asarray(delta_r, dtype=float)
-    x = np.linalg.norm(r)
+    if delta_r.shape != (3,) or not np.all(np.isfinite(delta_r)):
+        raise InputError(f"delta_r = {delta_r.tolist()}: must be a finite 3-vector")
     n = r / x
     alpha = alpha_from_ratio(cl_over_ct)
     code = _check_form(form)
@@ -357,12 +365,13 @@ def delta_lambda_eq217(r, delta_r, cl_over_ct: float) -> np.ndarray:
     the leading ``x/Δx`` and the trailing ``Δx/x⁴`` to give the dimension of Λ), and the prefactor
     −1/(8π ρ c_t²) of Eq. (A15) is restored:
     ``ΔΛ = −(8π)⁻¹ ({…} − 3 Λ̃ cos θ) Δx/x⁴``. The tests report how this differs from the exact
-    derivative; blocksim's physics uses :func:`delta_lambda`.
+    derivative (they agree to rounding: the printed equation is the exact first-order change, once
+    read this way); blocksim's physics uses :func:`delta_lambda`.
     """
+    x = _separation(r)
+    dx = _separation(delta_r, "delta_r")
     r = np.asarray(r, dtype=float)
     delta_r = np.asarray(delta_r, dtype=float)
-    x = np.linalg.norm(r)
-    dx = np.linalg.norm(delta_r)
     n = r / x
     m = delta_r / dx
     c = m @ n
@@ -402,9 +411,8 @@ def dipole_coupling(r, epsilon: float) -> np.ndarray:
     """
     if not (np.isfinite(epsilon) and epsilon > 0):
         raise InputError(f"epsilon = {epsilon!r}: must be a finite number > 0")
-    r = np.asarray(r, dtype=float)
-    x = np.linalg.norm(r)
-    n = r / x
+    x = _separation(r)
+    n = np.asarray(r, dtype=float) / x
     return (np.eye(3) - 3.0 * np.outer(n, n)) / (8.0 * np.pi * epsilon * x**3)
 
 
@@ -413,12 +421,10 @@ def delta_dipole_coupling(r, delta_r, epsilon: float) -> np.ndarray:
     ``3Δx/(8π ε x⁴) [(5 n_i n_j − δ_ij) cos θ − (n_j m_i + n_i m_j)]``, first order in Δr = Δx·m."""
     if not (np.isfinite(epsilon) and epsilon > 0):
         raise InputError(f"epsilon = {epsilon!r}: must be a finite number > 0")
-    r = np.asarray(r, dtype=float)
-    delta_r = np.asarray(delta_r, dtype=float)
-    x = np.linalg.norm(r)
-    dx = np.linalg.norm(delta_r)
-    n = r / x
-    m = delta_r / dx
+    x = _separation(r)
+    dx = _separation(delta_r, "delta_r")
+    n = np.asarray(r, dtype=float) / x
+    m = np.asarray(delta_r, dtype=float) / dx
     c = m @ n
     return 3.0 * dx / (8.0 * np.pi * epsilon * x**4) * (
         (5.0 * np.outer(n, n) - np.eye(3)) * c - (np.outer(m, n) + np.outer(n, m))
