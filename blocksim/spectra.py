@@ -559,11 +559,41 @@ def _solve_exact(sb: SuperBlock, n_states) -> Spectrum:
 # ----------------------------------------------------------------------------------------------
 # First-order perturbation theory (Eq. 3.2) — numba kernels
 # ----------------------------------------------------------------------------------------------
-#: Members per tile of the pair kernels. A tile is a run of consecutive members (a z-row of the
-#: cube in C order), so for one partner t the tile reads adjacent table entries and the table
-#: traffic per tile is that of one member; each member still accumulates its own sums over t in
-#: ascending order, so results do not depend on the tile size or the number of threads.
-PAIR_TILE = 16
+# The pair kernels work on z-rows: maximal runs of members with consecutive indices on one lattice
+# line along z (the cube in C order has N0² rows of N0). For a partner t, the members of a row see
+# the displacement table at consecutive z offsets, so with the table in "SoA" order
+# [6, 6, 2n0−1, 2n0−1, 2n0−1] each Λ_ab is one contiguous vector over the row and the inner loops
+# over the row vectorize (SIMD lanes are different members s, never a reduction). Every output
+# element is still accumulated sequentially over t (ascending), then m', inside one prange
+# iteration: the results are bit-for-bit those of the plain per-pair loop, for any thread count.
+
+
+@numba.njit(cache=True, nogil=True)
+def _z_rows(pos):
+    """Start indices ``[R + 1]`` of the z-rows of ``pos`` (same x, y; z and index increasing by 1)."""
+    nb = pos.shape[0]
+    starts = np.empty(nb + 1, dtype=np.int64)
+    nr = 0
+    for t in range(nb):
+        if t == 0 or not (pos[t, 0] == pos[t - 1, 0] and pos[t, 1] == pos[t - 1, 1] and pos[t, 2] == pos[t - 1, 2] + 1):
+            starts[nr] = t
+            nr += 1
+    starts[nr] = nb
+    return starts[: nr + 1].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _soa_table(table):
+    """``out[a, b, ix, iy, iz] = table[ix, iy, iz, a, b]`` (float64 [6, 6, m, m, m], serial)."""
+    m = table.shape[0]
+    out = np.empty((6, 6, m, m, m))
+    for ix in range(m):
+        for iy in range(m):
+            for iz in range(m):
+                for a in range(6):
+                    for b in range(6):
+                        out[a, b, ix, iy, iz] = table[ix, iy, iz, a, b]
+    return out
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -571,38 +601,43 @@ def _local_field_kernel_parallel(pos, table, n0, t0, out):
     """h^(s) = Σ_{s'≠s} Λ^(ss')·t0^(s') for every member.
 
     pos: int64 [N, 3]; table: float64 [2n0−1, 2n0−1, 2n0−1, 6, 6]; t0: float64 [N, 6]; out: [N, 6].
-    Tiled over s (:data:`PAIR_TILE`); every out[s] is accumulated over s' in ascending order inside
-    one prange iteration (bit-for-bit independent of the thread count).
+    prange over z-rows; out[s] accumulated over s' ascending inside one iteration.
     """
     nb = pos.shape[0]
     off = n0 - 1
-    ntile = (nb + PAIR_TILE - 1) // PAIR_TILE
-    for it in numba.prange(ntile):
-        s0 = it * PAIR_TILE
-        ts = min(PAIR_TILE, nb - s0)
-        acc = np.zeros((ts, 6))
-        for u in range(nb):
-            xu = pos[u, 0] - off
-            yu = pos[u, 1] - off
-            zu = pos[u, 2] - off
-            for j in range(ts):
-                s = s0 + j
-                if s == u:
-                    continue
-                ix = pos[s, 0] - xu
-                iy = pos[s, 1] - yu
-                iz = pos[s, 2] - zu
-                for a in range(6):
-                    x = 0.0
-                    for b in range(6):
-                        x += table[ix, iy, iz, a, b] * t0[u, b]
-                    acc[j, a] += x
-        for j in range(ts):
+    starts = _z_rows(pos)
+    nr = starts.shape[0] - 1
+    tab = _soa_table(table)
+    for r in numba.prange(nr):
+        s0 = starts[r]
+        ls = starts[r + 1] - s0
+        lsu = numba.uint64(ls)
+        acc = np.zeros((6, ls))
+        xs = np.empty((6, ls))
+        for t in range(nb):
+            ix = pos[s0, 0] - pos[t, 0] + off
+            iy = pos[s0, 1] - pos[t, 1] + off
+            iz0 = numba.uint64(pos[s0, 2] - pos[t, 2] + off)
             for a in range(6):
-                out[s0 + j, a] = acc[j, a]
+                for j in range(lsu):
+                    xs[a, j] = 0.0
+                for b in range(6):
+                    tb = t0[t, b]
+                    for j in range(lsu):
+                        xs[a, j] += tab[a, b, ix, iy, iz0 + j] * tb
+            jskip = t - s0
+            if 0 <= jskip < ls:  # t is in this row: no self-interaction (Λ(0) = 0 anyway)
+                for a in range(6):
+                    xs[a, jskip] = 0.0
+            for a in range(6):
+                for j in range(lsu):
+                    acc[a, j] += xs[a, j]
+        for j in range(ls):
+            for a in range(6):
+                out[s0 + j, a] = acc[a, j]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _pair_kernel_parallel(pos, table, n0, g, energies, u, thr, delta, nres):
     """Two-body first-order correction to ⟨s,m|T_tot|0⟩ and resonance counts.
 
@@ -611,64 +646,91 @@ def _pair_kernel_parallel(pos, table, n0, g, energies, u, thr, delta, nres):
       δ(s,m) += V · u^{s'}_{m'} · [1/(E^s_m − E^{s'}_{m'}) − 1/(E^s_m + E^{s'}_{m'})].
     The first term is the single–single admixture of |s,m⟩; the second the pair admixture of the
     ground state. Resonant pairs (|V| > thr·|E^s_m − E^{s'}_{m'}|) skip the first term (they are
-    treated exactly in their cluster) and are counted in nres[s].
+    treated exactly in their cluster) and are counted in nres[s]. A non-resonant pair with
+    E^s_m = E^{s'}_{m'} has V = 0 and contributes 0.
 
     pos int64 [N,3]; table float64 [..,6,6]; energies float64 [N,n]; u float64 [N,n,6];
-    delta float64 [N,n,6] (output); nres int64 [N] (output). Memory beyond the inputs: O(tile·n).
-    Tiled over s (:data:`PAIR_TILE`): the partner loop t is outside the tile loop so that the tile
-    shares each u^t and reads neighbouring table entries. Each delta[s] is still accumulated
-    sequentially over t (ascending), then m', inside one prange iteration: the result is bit-for-bit
-    independent of the thread count and of the tile size.
+    delta float64 [N,n,6] (output); nres int64 [N] (output). Memory beyond the inputs: one SoA copy
+    of the table plus O(N0·n) per thread. prange over z-rows; each delta[s] accumulated over t
+    ascending, then m', inside one iteration (bit-for-bit independent of the thread count).
+    Raises ZeroDivisionError if two members have an excited level at exactly 0 (E_m + E_m' = 0).
     """
     nb = pos.shape[0]
     nl = energies.shape[1]
+    ne = nl - 1
     off = n0 - 1
-    ntile = (nb + PAIR_TILE - 1) // PAIR_TILE
-    for it in numba.prange(ntile):
-        s0 = it * PAIR_TILE
-        ts = min(PAIR_TILE, nb - s0)
-        acc = np.zeros((ts, nl, 6))
-        cnt = np.zeros(ts, dtype=np.int64)
-        w = np.empty((nl, 6))
+    n_zero = 0
+    for t in range(nb):
+        for mp in range(1, nl):
+            if energies[t, mp] == 0.0:
+                n_zero += 1
+                break
+    if n_zero >= 2:
+        raise ZeroDivisionError("two members have an excitation at zero energy: E_m + E_m' = 0 in Eq. (3.2)")
+    starts = _z_rows(pos)
+    nr = starts.shape[0] - 1
+    tab = _soa_table(table)
+    twog = 2.0 * g
+    for r in numba.prange(nr):
+        s0 = starts[r]
+        ls = starts[r + 1] - s0
+        lsu = numba.uint64(ls)
+        us = np.empty((ne, 6, ls))
+        es = np.empty((ne, ls))
+        for j in range(ls):
+            for mq in range(ne):
+                es[mq, j] = energies[s0 + j, mq + 1]
+                for a in range(6):
+                    us[mq, a, j] = u[s0 + j, mq + 1, a]
+        acc = np.zeros((ne, 6, ls))
+        cnt = np.zeros(ls, dtype=np.int64)
+        fb = np.empty(ls)
+        rb = np.empty(ls, dtype=np.int64)
+        xs = np.empty((6, ls))
         for t in range(nb):
-            xt = pos[t, 0] - off
-            yt = pos[t, 1] - off
-            zt = pos[t, 2] - off
-            for j in range(ts):
-                s = s0 + j
-                if s == t:
-                    continue
-                ix = pos[s, 0] - xt
-                iy = pos[s, 1] - yt
-                iz = pos[s, 2] - zt
-                for mp in range(1, nl):
-                    for a in range(6):
-                        x = 0.0
-                        for b in range(6):
-                            x += table[ix, iy, iz, a, b] * u[t, mp, b]
-                        w[mp, a] = x
-                for m in range(1, nl):
-                    em = energies[s, m]
-                    for mp in range(1, nl):
-                        ep = energies[t, mp]
+            ix = pos[s0, 0] - pos[t, 0] + off
+            iy = pos[s0, 1] - pos[t, 1] + off
+            iz0 = numba.uint64(pos[s0, 2] - pos[t, 2] + off)
+            jskip = t - s0
+            for mp in range(ne):
+                ep = energies[t, mp + 1]
+                # xs[a, j] = Σ_b Λ^(s_j t)_ab u^t_{m'b}, summed over b in order
+                for a in range(6):
+                    for j in range(lsu):
+                        xs[a, j] = 0.0
+                    for b in range(6):
+                        ub = u[t, mp + 1, b]
+                        for j in range(lsu):
+                            xs[a, j] += tab[a, b, ix, iy, iz0 + j] * ub
+                for mq in range(ne):
+                    for j in range(lsu):
                         vv = 0.0
                         for a in range(6):
-                            vv += u[s, m, a] * w[mp, a]
-                        vv *= 2.0 * g
+                            vv += us[mq, a, j] * xs[a, j]
+                        vv *= twog
+                        em = es[mq, j]
                         diff = em - ep
                         coef = -1.0 / (em + ep)
-                        if abs(vv) > thr * abs(diff):
-                            if vv != 0.0:
-                                cnt[j] += 1
-                        elif diff != 0.0:
-                            coef += 1.0 / diff
-                        f = vv * coef
-                        for a in range(6):
-                            acc[j, m, a] += f * u[t, mp, a]
-        for j in range(ts):
-            for m in range(nl):
+                        res = abs(vv) > thr * abs(diff)
+                        inv = 1.0 / (diff if diff != 0.0 else 1.0)
+                        c = coef if res else coef + inv
+                        fb[j] = vv * c if diff != 0.0 or res else 0.0
+                        rb[j] = 1 if (res and vv != 0.0) else 0
+                    if 0 <= jskip < ls:  # t is in this row: no self-interaction
+                        fb[jskip] = 0.0
+                        rb[jskip] = 0
+                    for a in range(6):
+                        ua = u[t, mp + 1, a]
+                        for j in range(lsu):
+                            acc[mq, a, j] += fb[j] * ua
+                    for j in range(lsu):
+                        cnt[j] += rb[j]
+        for j in range(ls):
+            for a in range(6):
+                delta[s0 + j, 0, a] = 0.0
+            for mq in range(ne):
                 for a in range(6):
-                    delta[s0 + j, m, a] = acc[j, m, a]
+                    delta[s0 + j, mq + 1, a] = acc[mq, a, j]
             nres[s0 + j] = cnt[j]
 
 
