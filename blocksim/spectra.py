@@ -86,6 +86,10 @@ class SuperBlock:
     positions: int64 [N, 3], lattice sites in [0, n0).
     n0: lattice edge; coupling_g: g of this scale (lattice spacing 1); cl_over_ct; form.
     table: float64 [2n0−1]³×[6, 6], Λ per displacement with ρ c_t² = 1 (not multiplied by g).
+    dipoles: optional float64 [N, 3, n, n], member electric dipole operators (rotated), units p*;
+    they add the dipole–dipole interaction of Eq. (5.1)–(5.2),
+    V_dip = g_e Σ_{s≠s'} p^(s)·μ̂^(ss')·p^(s'), μ̂ = (δ − 3nn)/(8π r³), with the dimensionless
+    dipole coupling ``dipole_g`` = g_e = p*²/(ε L³ E*) (ε, the dielectric constant, is inside g_e).
     """
 
     energies: np.ndarray
@@ -96,6 +100,8 @@ class SuperBlock:
     cl_over_ct: float
     form: str
     table: np.ndarray = field(repr=False)
+    dipoles: np.ndarray | None = field(repr=False, default=None)
+    dipole_g: float = 0.0
 
     @property
     def n_blocks(self) -> int:
@@ -105,17 +111,52 @@ class SuperBlock:
     def n_levels(self) -> int:
         return self.energies.shape[1]
 
+    @property
+    def n_components(self) -> int:
+        """Components of the interacting operator X: 6 (stress) or 9 (stress, then dipole)."""
+        return 6 if self.dipoles is None else 9
+
+    @property
+    def operators(self) -> np.ndarray:
+        """X^(s) ``[N, K, n, n]``: the stress (Mandel) followed by the dipole operator if present."""
+        if self.dipoles is None:
+            return self.stress
+        return np.concatenate([self.stress, self.dipoles], axis=1)
+
     def coupling(self, s: int, t: int) -> np.ndarray:
-        """g·Λ^(st) as a 6×6 Mandel matrix (zero for s = t)."""
+        """K×K coupling of X^(s) and X^(t): blockdiag(g·Λ^(st), g_e·μ̂^(st)); zero for s = t."""
+        k = self.n_components
         if s == t:
-            return np.zeros((6, 6))
-        d = self.positions[s] - self.positions[t] + self.n0 - 1
-        return self.coupling_g * self.table[d[0], d[1], d[2]]
+            return np.zeros((k, k))
+        d = self.positions[s] - self.positions[t]
+        out = np.zeros((k, k))
+        out[:6, :6] = self.coupling_g * self.table[d[0] + self.n0 - 1, d[1] + self.n0 - 1, d[2] + self.n0 - 1]
+        if k == 9:
+            out[6:, 6:] = self.dipole_g * _dipole_unit(d)
+        return out
 
     def pair_matrix(self) -> np.ndarray:
-        """g·Λ^(ss') for all pairs, ``[N, N, 6, 6]`` (small N only; used by the exact solvers)."""
+        """All pair couplings ``[N, N, K, K]`` (small N only; exact solvers and references)."""
         d = self.positions[:, None, :] - self.positions[None, :, :] + self.n0 - 1
-        return self.coupling_g * self.table[d[..., 0], d[..., 1], d[..., 2]]
+        lam = self.coupling_g * self.table[d[..., 0], d[..., 1], d[..., 2]]
+        if self.dipoles is None:
+            return lam
+        nb = self.n_blocks
+        out = np.zeros((nb, nb, 9, 9))
+        out[:, :, :6, :6] = lam
+        for s in range(nb):
+            for t in range(nb):
+                if s != t:
+                    out[s, t, 6:, 6:] = self.dipole_g * _dipole_unit(self.positions[s] - self.positions[t])
+        return out
+
+
+def _dipole_unit(d) -> np.ndarray:
+    """μ̂(d) = (δ − 3 n n)/(8π |d|³) (Eq. 5.2 of [ZL] with ε absorbed in g_e), lattice spacing 1."""
+    d = np.asarray(d, dtype=float)
+    r = np.linalg.norm(d)
+    n = d / r
+    return (np.eye(3) - 3.0 * np.outer(n, n)) / (8.0 * np.pi * r**3)
 
 
 def sphere_positions(n0: int) -> np.ndarray:
@@ -136,13 +177,17 @@ def assemble_superblock(
     form: str = "zhou-leggett",
     positions=None,
     table=None,
+    dipoles=None,
+    dipole_coupling: float = 0.0,
 ) -> SuperBlock:
     """Place blocks on an n0³ lattice with their rotations and build the coupling table.
 
     energies [N, n] and stress [N, 6, n, n] are the members (units E*, T*); rotations [N, 3, 3] are
     applied to each member's stress as T → R T Rᵀ (Mandel: Q(R)·T). ``positions`` defaults to the full
     cube in C order (N = n0³); pass :func:`sphere_positions` for a spherical super block. ``table`` may
-    be passed to reuse a displacement table across super blocks of one step.
+    be passed to reuse a displacement table across super blocks of one step. ``dipoles`` [N, 3, n, n]
+    (units p*, rotated like vectors, p → R p) with ``dipole_coupling`` = g_e switch on the electric
+    dipole–dipole channel of Eq. (5.1)–(5.2) (exact and sector solvers).
     """
     n0 = _int_field("n0", n0, minimum=2)
     energies = np.ascontiguousarray(energies, dtype=float)
@@ -177,6 +222,18 @@ def assemble_superblock(
     stress = 0.5 * (stress + np.swapaxes(stress, -1, -2))
     if table is None:
         table = displacement_table(n0, cl_over_ct, form)
+    g_e = float(dipole_coupling)
+    if not np.isfinite(g_e) or g_e < 0:
+        raise InputError(f"dipole_coupling = {dipole_coupling!r}: must be a finite number ≥ 0")
+    if dipoles is not None:
+        dipoles = np.asarray(dipoles, dtype=float)
+        if dipoles.shape != (nb, 3, nl, nl) or not np.all(np.isfinite(dipoles)):
+            raise InputError(f"dipoles shape = {dipoles.shape}: must be finite with shape {(nb, 3, nl, nl)}")
+        if rotations is not None:
+            dipoles = np.einsum("sij,sjmn->simn", np.asarray(rotations, dtype=float), dipoles)
+        dipoles = np.ascontiguousarray(0.5 * (dipoles + np.swapaxes(dipoles, -1, -2)))
+    elif g_e != 0:
+        raise InputError(f"dipole_coupling = {g_e}: needs the members' dipole operators (dipoles=...)")
     return SuperBlock(
         energies=energies,
         stress=np.ascontiguousarray(stress),
@@ -186,6 +243,8 @@ def assemble_superblock(
         cl_over_ct=float(cl_over_ct),
         form=form,
         table=table,
+        dipoles=dipoles,
+        dipole_g=g_e,
     )
 
 
@@ -369,6 +428,11 @@ def solve(
     if not np.isfinite(thr) or thr <= 0 or thr >= 1:
         raise InputError(f"resonance_threshold = {resonance_threshold!r}: must be a number in (0, 1)")
     if method == "perturbative":
+        if sb.dipoles is not None:
+            raise InputError(
+                "solver.method = 'perturbative': the dipole–dipole channel is available with the "
+                "'sector' and 'exact' solvers"
+            )
         return _solve_perturbative(sb, thr)
     if method == "sector":
         kmax = max_excitations if max_excitations is not None else (2 if include_doubles else 1)
@@ -407,8 +471,8 @@ def sector_matrices(sb: SuperBlock, configs: np.ndarray):
     ⟨B|V|A⟩ = Σ_{u≠v} T^u_{B_u A_u} · gΛ^(uv) · T^v_{B_v A_v} · Π_{w≠u,v} δ(B_w, A_w) (Eq. 2.16).
     """
     nb = sb.n_blocks
-    lam = sb.pair_matrix()  # [N, N, 6, 6]
-    st = sb.stress
+    lam = sb.pair_matrix()  # [N, N, K, K]
+    st = sb.operators  # V couples every component of X; T_tot uses the stress (first 6)
     index = {tuple(c): i for i, c in enumerate(configs)}
     k = len(configs)
     h0 = np.array([sb.energies[np.arange(nb), c].sum() for c in configs])
@@ -416,7 +480,7 @@ def sector_matrices(sb: SuperBlock, configs: np.ndarray):
     t = np.zeros((6, k, k))
     for ia, a in enumerate(configs):
         diag_t = st[np.arange(nb), :, a, a]  # [N, 6]
-        t[:, ia, ia] = diag_t.sum(axis=0)
+        t[:, ia, ia] = diag_t[:, :6].sum(axis=0)
         v[ia, ia] = np.einsum("ua,uvab,vb->", diag_t, lam, diag_t)
         for u in range(nb):
             for mu in range(sb.n_levels):
@@ -427,7 +491,7 @@ def sector_matrices(sb: SuperBlock, configs: np.ndarray):
                 ib = index.get(tuple(b))
                 if ib is not None:
                     tu = st[u, :, mu, a[u]]
-                    t[:, ib, ia] += tu
+                    t[:, ib, ia] += tu[:6]
                     field_u = np.einsum("vab,vb->a", np.delete(lam[u], u, axis=0), np.delete(diag_t, u, axis=0))
                     v[ib, ia] += 2.0 * tu @ field_u
                 for w in range(u + 1, nb):
@@ -494,11 +558,12 @@ def _solve_exact(sb: SuperBlock, n_states) -> Spectrum:
     digits = (state[:, None] // place[None, :]) % nl  # [dim, N]
     rows, cols, vals = [state], [state], [sb.energies[np.arange(nb), digits].sum(axis=1)]
     new = np.arange(nl)
+    ops = sb.operators
     for s in range(nb):
         for u in range(s + 1, nb):
             # two-site operator ⟨d_s d_u|2 Σ_ab T^s_a gΛ_ab T^u_b|d_s' d_u'⟩, ordered pairs (s,u), (u,s)
-            w = np.einsum("ab,bmn->amn", sb.coupling(s, u), sb.stress[u])
-            pair = 2.0 * np.einsum("aij,akl->ikjl", sb.stress[s], w)  # [d_s, d_u, d_s', d_u']
+            w = np.einsum("ab,bmn->amn", sb.coupling(s, u), ops[u])
+            pair = 2.0 * np.einsum("aij,akl->ikjl", ops[s], w)  # [d_s, d_u, d_s', d_u']
             ds, du = digits[:, s], digits[:, u]
             target = (
                 state[:, None, None]

@@ -292,3 +292,46 @@ def test_level_pushed_below_ground_by_local_field_is_dressed():
     pt = spectra.solve(sb, "perturbative")
     assert pt.diagnostics["n_dressed_members"] == 1
     assert np.all(pt.energies[1:] > 0)
+
+
+def _with_dipoles(seed, g, g_e, n=2):
+    rng = np.random.default_rng(seed)
+    e, s = random_members(rng, 8, n)
+    p = rng.normal(size=(8, 3, n, n))
+    p = 0.5 * (p + np.swapaxes(p, -1, -2))
+    rot = random_rotation(rng, 8)
+    return spectra.assemble_superblock(e, s, rot, 2, g, 1.6, dipoles=p, dipole_coupling=g_e), (e, s, p, rot)
+
+
+def test_dipole_channel_off_is_identical_and_coupling_is_eq_5_2():
+    sb, (e, s, p, rot) = _with_dipoles(21, 0.05, 0.0)
+    plain = spectra.assemble_superblock(e, s, rot, 2, 0.05, 1.6)
+    a, b = spectra.solve(sb, "exact"), spectra.solve(plain, "exact")
+    np.testing.assert_allclose(a.energies, b.energies, atol=1e-12)
+    sb2, _ = _with_dipoles(21, 0.05, 0.3)
+    from blocksim.coupling import dipole_coupling
+
+    r = (sb2.positions[0] - sb2.positions[5]).astype(float)
+    np.testing.assert_allclose(sb2.coupling(0, 5)[6:, 6:], 0.3 * dipole_coupling(r, 1.0), rtol=1e-14)
+    np.testing.assert_allclose(sb2.coupling(0, 5)[:6, 6:], 0.0)
+
+
+def test_dipole_channel_exact_equals_sector_and_first_order_ground_shift():
+    sb, (e, s, p, rot) = _with_dipoles(22, 0.0, 0.01)
+    ex = spectra.solve(sb, "exact")
+    sector = spectra.solve(sb, "sector", max_excitations=8)
+    np.testing.assert_allclose(sector.energies, ex.energies, atol=1e-11)
+    # first order: E_0 − Σ E_0^(s) = g_e Σ_{s≠t} ⟨0|p^s|0⟩·μ̂·⟨0|p^t|0⟩ (+ O(g_e²))
+    p0 = sb.dipoles[:, :, 0, 0]
+    first = sum(p0[a] @ sb.coupling(a, b)[6:, 6:] @ p0[b] for a in range(8) for b in range(8) if a != b)
+    shifts = []
+    for g_e in (0.005, 0.01):
+        sbx, _ = _with_dipoles(22, 0.0, g_e)
+        shifts.append(spectra.solve(sbx, "exact").diagnostics["ground_shift"] - first * g_e / 0.01)
+    assert abs(shifts[0]) < 0.3 * abs(first) * 0.5 and abs(shifts[1] / shifts[0]) == pytest.approx(4.0, rel=0.1)
+
+
+def test_perturbative_solver_refuses_dipoles_clearly():
+    sb, _ = _with_dipoles(23, 0.01, 0.01)
+    with pytest.raises(InputError, match="dipole"):
+        spectra.solve(sb, "perturbative")
