@@ -212,15 +212,16 @@ def large_lattice(n0: int, n: int, n_keep: int = 4, temperature: float = 0.1, ti
     """Perturbative solve + transitions(T) + truncate(n_keep) at n0³ members, in a fresh subprocess.
 
     Returns the wall times of the three parts, their sum, and the subprocess's peak RSS
-    (:func:`peak_rss_mib`, MiB). Kernels are compiled/loaded on a tiny
-    super block first, so the times exclude compilation.
+    (:func:`peak_rss_mib`, MiB). Kernels (serial and parallel twins) are compiled/loaded on small
+    super blocks first, so the times exclude compilation.
     """
     code = (
         "import json, resource, time, sys\n"
         f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
         "from benchmarks.suite import random_superblock, peak_rss_mib\n"
         "from blocksim import spectra\n"
-        f"sp = spectra.solve(random_superblock(3, {n})); sp.transitions([{temperature}]); sp.truncate({n_keep})\n"
+        # warm-up on 27 members (serial twins) and 512 members (parallel kernels): no compilation below
+        f"for w in (3, 8): sp = spectra.solve(random_superblock(w, {n})); sp.transitions([{temperature}]); sp.truncate({n_keep})\n"
         "t0 = time.perf_counter()\n"
         f"sb = random_superblock({n0}, {n})\n"
         "t1 = time.perf_counter()\n"

@@ -853,7 +853,7 @@ PARALLEL_MIN_WORK = 100_000
 
 def _serial_twin(kernel):
     """The same kernel compiled without ``parallel`` (prange runs as range), cached under its own name."""
-    f = kernel.py_func
+    f = getattr(kernel, "py_func", kernel)  # a plain function under NUMBA_DISABLE_JIT=1
     name = f.__name__.replace("_parallel", "_serial")
     twin = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
     twin.__qualname__ = name
