@@ -315,7 +315,7 @@ def run_suite(quick: bool = False, verify: bool = True, large: bool = False, log
         ("perturbative vs reference", lambda: bench_perturbative_vs_reference(((4, 2),) if quick else ((8, 2), (8, 4)), rep)),
         ("perturbative vs sector", lambda: bench_perturbative_vs_sector(2 if quick else 3, 3, rep)),
         ("exact overhead", lambda: bench_exact_overhead(((2, 2),) if quick else ((2, 2), (2, 3)), rep)),
-        ("scaling n=2", lambda: bench_scaling(2, (6, 8, 10) if quick else (10, 12, 14, 16), 1 if quick else 2)),
+        ("scaling n=2", lambda: bench_scaling(2, (6, 8, 10) if quick else (12, 16, 20, 24), 1 if quick else 2)),
         ("scaling n=4", lambda: bench_scaling(4, (6, 8, 10) if quick else (10, 12, 14, 16), 1 if quick else 2)),
     ]
     if not quick:
