@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blocksim import coupling, spectra
+from blocksim import coupling, perturbative, spectra
 from blocksim.tensors import random_rotation
 
 from .baselines import displacement_table_numpy, pair_sums_numpy
@@ -82,11 +82,11 @@ def side_by_side(fast, slow, repeat: int = 3):
 def _kernel_pair_sums(sb, e_eff, u_eff, t0, thr):
     nb, nl = sb.n_blocks, sb.n_levels
     h = np.empty((nb, 6))
-    spectra._local_field_kernel(sb.positions, sb.table, sb.n0, t0, h)
+    perturbative._local_field_kernel(sb.positions, sb.table, sb.n0, t0, h)
     h *= sb.coupling_g
     delta = np.empty((nb, nl, 6))
     nres = np.empty(nb, dtype=np.int64)
-    spectra._pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, delta, nres)
+    perturbative._pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, delta, nres)
     return h, delta, nres
 
 
@@ -110,7 +110,7 @@ def bench_pair_sums(cases, repeat, thr=0.1):
     out = {}
     for n0, n in cases:
         sb = random_superblock(n0, n)
-        u, t0 = spectra._member_arrays(sb)
+        u, t0 = perturbative._member_arrays(sb)
         e = np.ascontiguousarray(sb.energies)
         tf, ts = side_by_side(lambda: _kernel_pair_sums(sb, e, u, t0, thr),
                               lambda: pair_sums_numpy(sb.positions, sb.table, sb.n0, sb.coupling_g, e, u, t0, thr),
@@ -126,8 +126,8 @@ def bench_perturbative_vs_reference(cases, repeat, thr=0.1):
     out = {}
     for n0, n in cases:
         sb = random_superblock(n0, n)
-        tf, ts = side_by_side(lambda: spectra.perturbative_amplitudes(sb, thr, use_kernels=True),
-                              lambda: spectra.perturbative_amplitudes(sb, thr, use_kernels=False), repeat)
+        tf, ts = side_by_side(lambda: perturbative.perturbative_amplitudes(sb, thr, use_kernels=True),
+                              lambda: perturbative.perturbative_amplitudes(sb, thr, use_kernels=False), repeat)
         out[f"pt_ref_n0{n0}_n{n}_kernel_s"] = tf
         out[f"pt_ref_n0{n0}_n{n}_reference_s"] = ts
         out[f"pt_ref_n0{n0}_n{n}_ratio"] = ts / tf

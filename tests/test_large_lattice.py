@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocksim import coupling, response, spectra
+from blocksim import coupling, perturbative, response, spectra, spectrum
 from blocksim.tensors import random_rotation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,26 +56,26 @@ def assert_close(a, b, rtol=1e-10):
 @pytest.mark.parametrize("n0, n, g, sphere", CASES)
 def test_kernels_match_numpy_references(n0, n, g, sphere):
     sb = superblock(n0 * 10 + n, n0, n, g, sphere)
-    fast = spectra.perturbative_amplitudes(sb, 0.1, use_kernels=True)
-    slow = spectra.perturbative_amplitudes(sb, 0.1, use_kernels=False)
+    fast = perturbative.perturbative_amplitudes(sb, 0.1, use_kernels=True)
+    slow = perturbative.perturbative_amplitudes(sb, 0.1, use_kernels=False)
     for a, b in zip(fast[:5], slow[:5]):
         assert_close(a, b)
     # the chunked NumPy baseline of the benchmark gives the same pair sums (tiny chunks on purpose)
-    u, t0 = spectra._member_arrays(sb)
+    u, t0 = perturbative._member_arrays(sb)
     h, delta, nres = pair_sums_numpy(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, t0, 0.1,
                                      chunk_elements=17)
     h_k = np.empty((sb.n_blocks, 6))
-    spectra._local_field_kernel(sb.positions, sb.table, sb.n0, t0, h_k)
+    perturbative._local_field_kernel(sb.positions, sb.table, sb.n0, t0, h_k)
     d_k = np.empty_like(delta)
     r_k = np.empty(sb.n_blocks, dtype=np.int64)
-    spectra._pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1, d_k, r_k)
+    perturbative._pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1, d_k, r_k)
     assert_close(h_k * sb.coupling_g, h)
     assert_close(d_k, delta)
     np.testing.assert_array_equal(r_k, nres)
 
 
 def test_resonant_configurations_are_covered():
-    counts = [spectra.perturbative_amplitudes(superblock(n0 * 10 + n, n0, n, g, sph), 0.1)[2].sum()
+    counts = [perturbative.perturbative_amplitudes(superblock(n0 * 10 + n, n0, n, g, sph), 0.1)[2].sum()
               for n0, n, g, sph in [p.values for p in CASES]]
     assert counts[0] >= 0 and counts[1] > 0 and counts[2] > 0 and counts[4] > 0
 
@@ -84,16 +84,16 @@ def test_resonant_configurations_are_covered():
 def test_resonant_pair_listing_matches_dense_criterion(n0, n, g, sphere):
     """The parallel second pass lists exactly the pairs |V| > thr·|ΔE| of the dense reference."""
     sb = superblock(n0 * 10 + n, n0, n, g, sphere)
-    u, _ = spectra._member_arrays(sb)
+    u, _ = perturbative._member_arrays(sb)
     nb, nl = sb.n_blocks, sb.n_levels
     delta = np.empty((nb, nl, 6))
     nres = np.empty(nb, dtype=np.int64)
-    spectra._pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1, delta, nres)
+    perturbative._pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1, delta, nres)
     rows = np.nonzero(nres)[0].astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(nres[rows])]).astype(np.int64)
     oi, oj, ov = (np.empty(int(nres.sum()), dtype=np.int64), np.empty(int(nres.sum()), dtype=np.int64),
                   np.empty(int(nres.sum())))
-    k = spectra._resonant_pairs_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1,
+    k = perturbative._resonant_pairs_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, sb.energies, u, 0.1,
                                        rows, offsets, oi, oj, ov)
     assert k == nres.sum()
     lam = sb.pair_matrix()
@@ -117,7 +117,7 @@ def test_member_boltzmann_equals_per_member_boltzmann():
     e[2, 1] = 1e-13  # a (numerically) degenerate ground state
     temps = np.array([0.0, 0.05, 0.8, 7.0])
     want = np.stack([response.boltzmann(x, temps) for x in e], axis=1)
-    np.testing.assert_array_equal(spectra._member_boltzmann(e, temps), want)
+    np.testing.assert_array_equal(spectrum._member_boltzmann(e, temps), want)
 
 
 def test_sparse_population_weights_give_dense_populations():
@@ -127,7 +127,7 @@ def test_sparse_population_weights_give_dense_populations():
     temps = np.array([0.0, 0.2, 1.0])
     tr = spec.transitions(temps)
     w = spec._pop_weights.toarray()[1:]
-    p0 = spectra._member_boltzmann(spec.members[0], temps)[:, :, 0]
+    p0 = spectrum._member_boltzmann(spec.members[0], temps)[:, :, 0]
     want = (p0 @ w.T) / w.sum(axis=1)
     assert_close(tr.population[:, : len(w)], want, rtol=1e-14)
     assert spec.diagnostics["n_resonant_clusters"] > 0
@@ -135,7 +135,7 @@ def test_sparse_population_weights_give_dense_populations():
 
 _THREADS_SCRIPT = r"""
 import json, sys, numpy as np, numba
-from blocksim import spectra
+from blocksim import perturbative, spectra
 from blocksim.tensors import random_rotation
 rng = np.random.default_rng(4)
 n0, n = 6, 3
@@ -144,7 +144,7 @@ e = np.zeros((nb, n)); e[:, 1:] = np.sort(rng.uniform(0.2, 2.0, (nb, n - 1)), ax
 s = rng.normal(size=(nb, 6, n, n)); s = 0.5 * (s + np.swapaxes(s, -1, -2))
 sb = spectra.assemble_superblock(e, s, random_rotation(rng, nb), n0, 0.03, 1.7)
 sp = spectra.solve(sb, "perturbative")
-omega, amp, nres, ground_t, h, _ = spectra.perturbative_amplitudes(sb, 0.1)
+omega, amp, nres, ground_t, h, _ = perturbative.perturbative_amplitudes(sb, 0.1)
 out = {"threads": numba.get_num_threads(), "nres": int(nres.sum()),
        "hex": [x.tobytes().hex() for x in (omega, amp, ground_t, h, sp.energies, sp.amp0)]}
 print(json.dumps(out))
@@ -166,11 +166,11 @@ def test_kernels_are_bitwise_independent_of_thread_count(tmp_path):
 
 def test_serial_and_parallel_twins_are_bitwise_equal():
     sb = superblock(8, 4, 3, 0.03)
-    u, t0 = spectra._member_arrays(sb)
+    u, t0 = perturbative._member_arrays(sb)
     nb, nl = sb.n_blocks, sb.n_levels
     outs = []
-    for lf, pk in ((spectra._local_field_kernel_serial, spectra._pair_kernel_serial),
-                   (spectra._local_field_kernel_parallel, spectra._pair_kernel_parallel)):
+    for lf, pk in ((perturbative._local_field_kernel_serial, perturbative._pair_kernel_serial),
+                   (perturbative._local_field_kernel_parallel, perturbative._pair_kernel_parallel)):
         h = np.empty((nb, 6))
         lf(sb.positions, sb.table, sb.n0, t0, h)
         d = np.empty((nb, nl, 6))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from blocksim import response, spectra
+from blocksim import exact, perturbative, response, spectra
 from blocksim.coupling import lattice_positions
 from blocksim.errors import InputError
 from blocksim.tensors import cubic_rotations, direction_strains, random_rotation, rotation_mandel
@@ -79,8 +79,8 @@ def test_first_order_states_match_eq_3_2_applied_literally():
     sb = superblock(7, 3, 2e-3)
     pt = spectra.solve(sb, "perturbative", resonance_threshold=0.9)
     assert pt.diagnostics["n_resonant_pairs"] == 0
-    configs = spectra.sector_configs(sb.n_blocks, sb.n_levels, 2)
-    h0, v, t = spectra.sector_matrices(sb, configs)
+    configs = exact.sector_configs(sb.n_blocks, sb.n_levels, 2)
+    h0, v, t = exact.sector_matrices(sb, configs)
     n_single = sb.n_blocks * (sb.n_levels - 1)
     c0 = np.zeros(len(configs))
     c0[1:] = v[1:, 0] / (h0[0] - h0[1:])
@@ -101,8 +101,8 @@ def test_kernels_match_numpy_reference():
     n0, n = 3, 3
     e, s = random_members(rng, n0**3, n, 0.2, 2.0)
     sb = spectra.assemble_superblock(e, s, random_rotation(rng, n0**3), n0, 0.05, 1.8)
-    fast = spectra.perturbative_amplitudes(sb, 0.1, use_kernels=True)
-    slow = spectra.perturbative_amplitudes(sb, 0.1, use_kernels=False)
+    fast = perturbative.perturbative_amplitudes(sb, 0.1, use_kernels=True)
+    slow = perturbative.perturbative_amplitudes(sb, 0.1, use_kernels=False)
     for a, b in zip(fast[:5] + fast[5], slow[:5] + slow[5]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
     assert fast[2].sum() > 0  # this configuration has resonant pairs, so both branches are covered

@@ -1,0 +1,156 @@
+"""The solver output: :class:`Spectrum` (low-lying states, amplitudes, transitions, truncation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse
+
+from .errors import InputError
+from .response import Transitions, boltzmann
+from .superblock import SuperBlock, _int_field
+
+__all__ = ["Spectrum"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectrum (solver output)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Spectrum:
+    """Low-lying spectrum of a super block.
+
+    energies: float64 [K], excitation energies ascending, energies[0] = 0 (the ground state), units E*.
+    amp0: float64 [K, 6], ⟨α|T_tot|0⟩ (amp0[0] = ⟨0|T_tot|0⟩), Mandel, units T*.
+    method: the solver name; diagnostics: counts and scalars (see :func:`solve`).
+    """
+
+    energies: np.ndarray
+    amp0: np.ndarray
+    method: str
+    diagnostics: dict
+    _sb: SuperBlock = field(repr=False)
+    _excited_stress: object = field(repr=False)  # callable idx -> [6, k, k]
+    _pop_weights: np.ndarray | None = field(repr=False, default=None)  # [K, N] or None (Boltzmann)
+    _full_stress: np.ndarray | None = field(repr=False, default=None)  # [6, K, K] for dense solvers
+    #: int64 [K, N]: the product configuration (level of each member) with the largest weight in
+    #: each state, for matching states between solvers.
+    labels: np.ndarray | None = field(repr=False, default=None)
+    #: (energies [N, n], stress [N, 6, n, n]) of the members as used for excited-state quantities
+    #: (the perturbative solver dresses members with a one-body resonance); None: the raw members.
+    _members: tuple | None = field(repr=False, default=None)
+
+    @property
+    def members(self) -> tuple[np.ndarray, np.ndarray]:
+        """Member levels and stress used by this spectrum: ``(energies [N, n], stress [N, 6, n, n])``."""
+        if self._members is not None:
+            return self._members
+        return self._sb.energies, self._sb.stress
+
+    def stress_block(self, idx) -> np.ndarray:
+        """Matrix elements ⟨α|T_tot,a|β⟩ ``[6, k, k]`` among the states ``idx`` (must include 0 first)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self._full_stress is not None:
+            return self._full_stress[:, idx[:, None], idx[None, :]]
+        return self._excited_stress(idx)
+
+    def truncate(self, n_keep: int):
+        """Lowest ``n_keep`` states as a new block: ``(energies [n_keep], stress [6, n_keep, n_keep], diag)``.
+
+        diag: ``weight_kept`` (Σ_{0<α<n_keep} |⟨α|T|0⟩|² over Σ_{α>0} |⟨α|T|0⟩|², the sum rule of the
+        computed states), ``lowest_excluded_energy`` (nan if every state is kept),
+        ``double_in_window`` (whether the lowest double excitation, the sum of the two lowest single
+        excitations on distinct members, lies below the highest kept level).
+        """
+        n_keep = _int_field("n_keep", n_keep, minimum=2)
+        k = len(self.energies)
+        if n_keep > k:
+            raise InputError(f"n_keep = {n_keep}: must be ≤ {k}, the number of computed states")
+        idx = np.arange(n_keep)
+        stress = self.stress_block(idx)
+        stress = 0.5 * (stress + np.swapaxes(stress, -1, -2))
+        w = np.sum(self.amp0[1:] ** 2)
+        diag = {
+            "weight_kept": float(np.sum(self.amp0[1:n_keep] ** 2) / w) if w > 0 else 1.0,
+            "lowest_excluded_energy": float(self.energies[n_keep]) if n_keep < k else float("nan"),
+            "double_in_window": bool(self.lowest_double_energy() < self.energies[n_keep - 1]),
+        }
+        return self.energies[:n_keep].copy(), stress, diag
+
+    def lowest_double_energy(self) -> float:
+        """Unperturbed energy of the lowest double excitation (two distinct members each in level 1)."""
+        e1 = np.sort(self.members[0][:, 1])
+        return float(e1[0] + e1[1]) if len(e1) > 1 else float("inf")
+
+    def transitions(self, temperatures) -> Transitions:
+        """Transitions for the response functions at the given temperatures (units E*).
+
+        Exact solver: every ordered pair of computed eigenstates with Boltzmann populations over the
+        computed states. Perturbative and sector solvers: dressed ground → excitation transitions with
+        independent-excitation populations, plus the members' own excited → other transitions at
+        zeroth order (docs/DESIGN.md note 2).
+        """
+        temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
+        if self._pop_weights is None:
+            return _closed_system_transitions(self.energies, self._full_stress, temps)
+        sb = self._sb
+        m_energies, m_stress = self.members
+        p_members = _member_boltzmann(m_energies, temps)  # [n_T, N, n]
+        w = self._pop_weights[1:]  # [K-1, N], dense (sector solver) or sparse (perturbative)
+        if scipy.sparse.issparse(w):
+            norm = np.maximum(np.asarray(w.sum(axis=1)).ravel(), 1e-300)
+            pop0 = (w @ p_members[:, :, 0].T).T / norm  # [n_T, K-1]
+        else:
+            norm = np.maximum(w.sum(axis=1), 1e-300)
+            pop0 = (p_members[:, :, 0] @ w.T) / norm  # [n_T, K-1]
+        omega = self.energies[1:]
+        amp = self.amp0[1:]
+        # members' excited-initial transitions at zeroth order
+        nl = sb.n_levels
+        ss, mm, kk = np.meshgrid(np.arange(sb.n_blocks), np.arange(1, nl), np.arange(nl), indexing="ij")
+        sel = mm != kk
+        ss, mm, kk = ss[sel], mm[sel], kk[sel]
+        om2 = m_energies[ss, kk] - m_energies[ss, mm]
+        amp2 = m_stress[ss, :, mm, kk]
+        pop2 = p_members[:, ss, mm]
+        return Transitions(
+            omega=np.concatenate([omega, om2]),
+            amp=np.concatenate([amp, amp2]),
+            population=np.concatenate([pop0, pop2], axis=1),
+            temperatures=temps,
+        )
+
+
+def _member_boltzmann(energies, temps) -> np.ndarray:
+    """:func:`blocksim.response.boltzmann` for every member at once: ``[n_T, N, n]``.
+
+    Same arithmetic per member as ``boltzmann(energies[s], temps)`` (a loop over members is O(N)
+    Python calls, 1 s at N = 32768).
+    """
+    e = np.asarray(energies, dtype=float)
+    if not np.all(np.isfinite(e)):
+        raise InputError("member energies: must be finite numbers")
+    temps = np.atleast_1d(np.asarray(temps, dtype=float))
+    boltzmann(e[0], temps)  # validates the temperatures (InputError) as the per-member call does
+    de = e - e.min(axis=1, keepdims=True)
+    tol = 1e-12 * np.maximum(1.0, np.max(np.abs(e), axis=1, keepdims=True))
+    p = np.empty((temps.size,) + e.shape)
+    for i, temp in enumerate(temps):
+        w = (de <= tol).astype(float) if temp == 0.0 else np.exp(-de / temp)
+        p[i] = w / w.sum(axis=1, keepdims=True)
+    return p
+
+
+def _closed_system_transitions(energies, stress, temps) -> Transitions:
+    p = boltzmann(energies, temps)  # [n_T, K]
+    k = len(energies)
+    mi, ni = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    sel = mi != ni
+    mi, ni = mi[sel], ni[sel]
+    return Transitions(
+        omega=energies[ni] - energies[mi],
+        amp=np.moveaxis(stress[:, mi, ni], 0, -1),
+        population=p[:, mi],
+        temperatures=temps,
+    )
