@@ -17,7 +17,7 @@ import scipy.sparse.csgraph
 
 from .errors import InputError
 from .spectrum import Spectrum
-from .superblock import SuperBlock
+from .superblock import SuperBlock, dipole_table
 
 __all__ = ["PERTURBATIVE_LABELS_MAX", "RESONANT_FRACTION_WARN", "ResonanceWarning",
            "perturbative_amplitudes", "solve_perturbative"]
@@ -61,14 +61,15 @@ def _z_rows(pos):
 
 @numba.njit(cache=True, nogil=True)
 def _soa_table(table):
-    """``out[a, b, ix, iy, iz] = table[ix, iy, iz, a, b]`` (float64 [6, 6, m, m, m], serial)."""
+    """``out[a, b, ix, iy, iz] = table[ix, iy, iz, a, b]`` (float64 [K, K, m, m, m], serial)."""
     m = table.shape[0]
-    out = np.empty((6, 6, m, m, m))
+    nc = table.shape[3]
+    out = np.empty((nc, nc, m, m, m))
     for ix in range(m):
         for iy in range(m):
             for iz in range(m):
-                for a in range(6):
-                    for b in range(6):
+                for a in range(nc):
+                    for b in range(nc):
                         out[a, b, ix, iy, iz] = table[ix, iy, iz, a, b]
     return out
 
@@ -77,10 +78,12 @@ def _soa_table(table):
 def _local_field_kernel_parallel(pos, table, n0, t0, out):
     """h^(s) = Σ_{s'≠s} Λ^(ss')·t0^(s') for every member.
 
-    pos: int64 [N, 3]; table: float64 [2n0−1, 2n0−1, 2n0−1, 6, 6]; t0: float64 [N, 6]; out: [N, 6].
+    pos: int64 [N, 3]; table: float64 [2n0−1, 2n0−1, 2n0−1, K, K]; t0: float64 [N, K]; out: [N, K] (K = 6, or 9
+    with the dipole channel).
     prange over z-rows; out[s] accumulated over s' ascending inside one iteration.
     """
     nb = pos.shape[0]
+    nc = t0.shape[1]
     off = n0 - 1
     starts = _z_rows(pos)
     nr = starts.shape[0] - 1
@@ -89,28 +92,28 @@ def _local_field_kernel_parallel(pos, table, n0, t0, out):
         s0 = starts[r]
         ls = starts[r + 1] - s0
         lsu = numba.uint64(ls)
-        acc = np.zeros((6, ls))
-        xs = np.empty((6, ls))
+        acc = np.zeros((nc, ls))
+        xs = np.empty((nc, ls))
         for t in range(nb):
             ix = pos[s0, 0] - pos[t, 0] + off
             iy = pos[s0, 1] - pos[t, 1] + off
             iz0 = numba.uint64(pos[s0, 2] - pos[t, 2] + off)
-            for a in range(6):
+            for a in range(nc):
                 for j in range(lsu):
                     xs[a, j] = 0.0
-                for b in range(6):
+                for b in range(nc):
                     tb = t0[t, b]
                     for j in range(lsu):
                         xs[a, j] += tab[a, b, ix, iy, iz0 + j] * tb
             jskip = t - s0
             if 0 <= jskip < ls:  # t is in this row: no self-interaction (Λ(0) = 0 anyway)
-                for a in range(6):
+                for a in range(nc):
                     xs[a, jskip] = 0.0
-            for a in range(6):
+            for a in range(nc):
                 for j in range(lsu):
                     acc[a, j] += xs[a, j]
         for j in range(ls):
-            for a in range(6):
+            for a in range(nc):
                 out[s0 + j, a] = acc[a, j]
 
 
@@ -126,13 +129,15 @@ def _pair_kernel_parallel(pos, table, n0, g, energies, u, thr, delta, nres):
     treated exactly in their cluster) and are counted in nres[s]. A non-resonant pair with
     E^s_m = E^{s'}_{m'} has V = 0 and contributes 0.
 
-    pos int64 [N,3]; table float64 [..,6,6]; energies float64 [N,n]; u float64 [N,n,6];
+    pos int64 [N,3]; table float64 [..,K,K]; energies float64 [N,n]; u float64 [N,n,K] (K = 6, or 9 with
+    dipoles: V uses all K components, δ accumulates the stress part, the first 6);
     delta float64 [N,n,6] (output); nres int64 [N] (output). Memory beyond the inputs: one SoA copy
     of the table plus O(N0·n) per thread. prange over z-rows; each delta[s] accumulated over t
     ascending, then m', inside one iteration (bit-for-bit independent of the thread count).
     Raises ZeroDivisionError if two members have an excited level at exactly 0 (E_m + E_m' = 0).
     """
     nb = pos.shape[0]
+    nc = u.shape[2]
     nl = energies.shape[1]
     ne = nl - 1
     off = n0 - 1
@@ -152,18 +157,18 @@ def _pair_kernel_parallel(pos, table, n0, g, energies, u, thr, delta, nres):
         s0 = starts[r]
         ls = starts[r + 1] - s0
         lsu = numba.uint64(ls)
-        us = np.empty((ne, 6, ls))
+        us = np.empty((ne, nc, ls))
         es = np.empty((ne, ls))
         for j in range(ls):
             for mq in range(ne):
                 es[mq, j] = energies[s0 + j, mq + 1]
-                for a in range(6):
+                for a in range(nc):
                     us[mq, a, j] = u[s0 + j, mq + 1, a]
         acc = np.zeros((ne, 6, ls))
         cnt = np.zeros(ls, dtype=np.int64)
         fb = np.empty(ls)
         rb = np.empty(ls, dtype=np.int64)
-        xs = np.empty((6, ls))
+        xs = np.empty((nc, ls))
         for t in range(nb):
             ix = pos[s0, 0] - pos[t, 0] + off
             iy = pos[s0, 1] - pos[t, 1] + off
@@ -172,17 +177,17 @@ def _pair_kernel_parallel(pos, table, n0, g, energies, u, thr, delta, nres):
             for mp in range(ne):
                 ep = energies[t, mp + 1]
                 # xs[a, j] = Σ_b Λ^(s_j t)_ab u^t_{m'b}, summed over b in order
-                for a in range(6):
+                for a in range(nc):
                     for j in range(lsu):
                         xs[a, j] = 0.0
-                    for b in range(6):
+                    for b in range(nc):
                         ub = u[t, mp + 1, b]
                         for j in range(lsu):
                             xs[a, j] += tab[a, b, ix, iy, iz0 + j] * ub
                 for mq in range(ne):
                     for j in range(lsu):
                         vv = 0.0
-                        for a in range(6):
+                        for a in range(nc):
                             vv += us[mq, a, j] * xs[a, j]
                         vv *= twog
                         em = es[mq, j]
@@ -222,6 +227,7 @@ def _resonant_pairs_kernel_parallel(pos, table, n0, g, energies, u, thr, rows, o
     number written.
     """
     nb = pos.shape[0]
+    nc = u.shape[2]
     nl = energies.shape[1]
     off = n0 - 1
     nrows = rows.shape[0]
@@ -239,9 +245,9 @@ def _resonant_pairs_kernel_parallel(pos, table, n0, g, energies, u, thr, rows, o
             for m in range(1, nl):
                 for mp in range(1, nl):
                     vv = 0.0
-                    for a in range(6):
+                    for a in range(nc):
                         x = 0.0
-                        for b in range(6):
+                        for b in range(nc):
                             x += table[ix, iy, iz, a, b] * u[t, mp, b]
                         vv += u[s, m, a] * x
                     vv *= 2.0 * g
@@ -301,10 +307,22 @@ def _resonant_pairs_kernel(pos, table, n0, g, energies, u, thr, rows, offsets, o
     return kernel(pos, table, n0, g, energies, u, thr, rows, offsets, out_i, out_j, out_v)
 
 
-def _member_arrays(sb: SuperBlock):
-    """u [N, n, 6] = ⟨m|T^(s)|0⟩ and t0 [N, 6] = ⟨0|T^(s)|0⟩."""
-    u = np.ascontiguousarray(np.moveaxis(sb.stress[:, :, :, 0], 1, 2))
+def _member_arrays(sb: SuperBlock, operators=None):
+    """u [N, n, K] = ⟨m|X^(s)|0⟩ and t0 [N, K] = ⟨0|X^(s)|0⟩ of ``operators`` (default: the stress, K = 6)."""
+    x = sb.stress if operators is None else operators
+    u = np.ascontiguousarray(np.moveaxis(x[:, :, :, 0], 1, 2))
     return u, np.ascontiguousarray(u[:, 0, :])
+
+
+def _kernel_table(sb: SuperBlock):
+    """(table, g) for the kernels: the Λ table with g, or with dipoles the 9×9 table with g folded in."""
+    if sb.dipoles is None:
+        return sb.table, sb.coupling_g
+    m = sb.table.shape[0]
+    out = np.zeros((m, m, m, 9, 9))
+    out[..., :6, :6] = sb.coupling_g * sb.table
+    out[..., 6:, 6:] = sb.dipole_g * dipole_table(sb.n0)
+    return out, 1.0
 
 
 def _one_body_terms(sb: SuperBlock, vloc):
@@ -352,27 +370,34 @@ def perturbative_amplitudes(sb: SuperBlock, thr: float = 0.1, *, use_kernels: bo
 
     Returns ``omega [N, n]`` (excitation energies), ``amp [N, n, 6]`` (first-order ⟨s,m|T_tot|0⟩
     with resonant single–single admixtures excluded), ``nres [N]`` (resonant pairs per member),
-    ``ground_t`` (first-order ⟨0|T_tot|0⟩), ``h`` (local fields, g included), and the effective
-    members ``(energies, stress, dressed_mask)`` used for excited-state quantities.
+    ``ground_t`` (first-order ⟨0|T_tot|0⟩), ``h`` (local fields [N, K], g included), and the
+    effective members ``(energies, stress, dressed_mask, u_x)`` used for excited-state quantities
+    (u_x [N, n, K] = ⟨m|X|0⟩ of all interacting components in the dressed basis).
+    With the dipole channel, V couples X = (T, p) through blockdiag(gΛ, g_e μ̂) (Eq. 2.16, 5.1).
     ``use_kernels=False`` runs the plain NumPy reference of the same sums.
     """
+    ops = sb.operators  # [N, K, n, n]: stress, then the dipole operator if present
     u, t0 = _member_arrays(sb)
-    nb, nl = sb.n_blocks, sb.n_levels
+    ux, tx0 = _member_arrays(sb, ops)
+    nb, nl, nc = sb.n_blocks, sb.n_levels, sb.n_components
     if use_kernels:
-        h = np.empty((nb, 6))
-        _local_field_kernel(sb.positions, sb.table, sb.n0, t0, h)
-        h *= sb.coupling_g
+        table, g_kernel = _kernel_table(sb)
+        h = np.empty((nb, nc))
+        _local_field_kernel(sb.positions, table, sb.n0, tx0, h)
+        h *= g_kernel
     else:
-        h = np.einsum("stab,tb->sa", sb.pair_matrix(), t0)
-    vloc = 2.0 * np.einsum("sa,samk->smk", h, sb.stress)
-    e_eff, s_eff, dressed = _dress_one_body(sb, vloc, thr)
-    u_eff = np.ascontiguousarray(np.moveaxis(s_eff[:, :, :, 0], 1, 2))
+        h = np.einsum("stab,tb->sa", sb.pair_matrix(), tx0)
+    vloc = 2.0 * np.einsum("sa,samk->smk", h, ops)
+    e_eff, x_eff, dressed = _dress_one_body(sb, vloc, thr)
+    ux_eff = _member_arrays(sb, x_eff)[0]
+    s_eff = np.ascontiguousarray(x_eff[:, :6])
+    u_eff = ux_eff[:, :, :6]
     if use_kernels:
         delta2 = np.empty((nb, nl, 6))
         nres = np.empty(nb, dtype=np.int64)
-        _pair_kernel(sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, delta2, nres)
+        _pair_kernel(sb.positions, table, sb.n0, g_kernel, e_eff, ux_eff, thr, delta2, nres)
     else:
-        delta2, nres = _pair_sums_reference(sb, e_eff, u_eff, thr)
+        delta2, nres = _pair_sums_reference(sb, e_eff, ux_eff, thr)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         omega, delta1, ground_t1 = _one_body_terms(sb, vloc)
     # dressed members: exact one-body treatment replaces the first-order one-body terms
@@ -382,14 +407,15 @@ def perturbative_amplitudes(sb: SuperBlock, thr: float = 0.1, *, use_kernels: bo
     amp = u + delta1 + delta2
     amp[:, 0, :] = 0.0
     ground_t = t0.sum(axis=0) + ground_t1.sum(axis=0)
-    return omega, amp, nres, ground_t, h, (e_eff, s_eff, dressed)
+    return omega, amp, nres, ground_t, h, (e_eff, s_eff, dressed, ux_eff)
 
 
 def _dress_one_body(sb: SuperBlock, vloc, thr):
     """Exact diagonalization of H_0^(s) + 2h^(s)·T^(s) for members with a one-body resonance.
 
-    Returns effective ``energies [N, n]`` (ground at 0), ``stress [N, 6, n, n]`` in the dressed basis
-    (unchanged for members that are not dressed) and the boolean mask of dressed members.
+    Returns effective ``energies [N, n]`` (ground at 0), operators ``[N, K, n, n]`` (stress, then
+    dipoles) in the dressed basis (unchanged for members that are not dressed) and the boolean mask of
+    dressed members.
     """
     e = sb.energies
     gap = np.abs(e[:, :, None] - e[:, None, :])
@@ -405,19 +431,20 @@ def _dress_one_body(sb: SuperBlock, vloc, thr):
     crossing = np.any(e[:, 1:] + shift[:, 1:] <= 0, axis=1)
     dressed = np.any(ratio > thr, axis=(1, 2)) | crossing
     e_eff = e.copy()
-    s_eff = sb.stress.copy()
+    ops = sb.operators
+    x_eff = ops.copy()
     for s in np.nonzero(dressed)[0]:
         w, c = np.linalg.eigh(np.diag(e[s]) + vloc[s])
         e_eff[s] = w - w[0]
-        s_eff[s] = np.einsum("mi,amn,nj->aij", c, sb.stress[s], c)
-    return np.ascontiguousarray(e_eff), np.ascontiguousarray(s_eff), dressed
+        x_eff[s] = np.einsum("mi,amn,nj->aij", c, ops[s], c)
+    return np.ascontiguousarray(e_eff), np.ascontiguousarray(x_eff), dressed
 
 
 def _pair_sums_reference(sb: SuperBlock, energies, u, thr):
     """Plain NumPy reference for :func:`_pair_kernel` (O(N²) memory; small N only)."""
-    lam = sb.pair_matrix()  # g·Λ, [N, N, 6, 6]
+    lam = sb.pair_matrix()  # g·Λ (and g_e·μ̂), [N, N, K, K]
     e = energies[:, 1:]
-    uu = u[:, 1:, :]
+    uu = u[:, 1:, :]  # all K components for V; the first 6 (stress) for δ
     v = 2.0 * np.einsum("sma,stab,tpb->smtp", uu, lam, uu)
     diff = e[:, :, None, None] - e[None, None, :, :]
     summ = e[:, :, None, None] + e[None, None, :, :]
@@ -426,8 +453,8 @@ def _pair_sums_reference(sb: SuperBlock, energies, u, thr):
         res[s, :, s, :] = False
     with np.errstate(divide="ignore", invalid="ignore"):
         coef = np.where(res | (diff == 0), 0.0, 1.0 / np.where(diff == 0, 1.0, diff)) - 1.0 / summ
-    delta2 = np.zeros_like(u)
-    delta2[:, 1:, :] = np.einsum("smtp,smtp,tpa->sma", v, coef, uu)
+    delta2 = np.zeros(u.shape[:2] + (6,))
+    delta2[:, 1:, :] = np.einsum("smtp,smtp,tpa->sma", v, coef, uu[..., :6])
     nres = res.sum(axis=(1, 2, 3))
     return delta2, nres
 
@@ -435,7 +462,7 @@ def _pair_sums_reference(sb: SuperBlock, energies, u, thr):
 def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
     nb, nl = sb.n_blocks, sb.n_levels
     omega, amp, nres, ground_t, h, members = perturbative_amplitudes(sb, thr)
-    e_eff, s_eff, dressed = members
+    e_eff, s_eff, dressed, ux_eff = members
     ns = nb * (nl - 1)
     flat_omega = omega[:, 1:].reshape(ns)
     flat_amp = amp[:, 1:, :].reshape(ns, 6)
@@ -447,10 +474,10 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         oi = np.empty(n_two_body, dtype=np.int64)
         oj = np.empty(n_two_body, dtype=np.int64)
         ov = np.empty(n_two_body)
-        u_eff = np.ascontiguousarray(np.moveaxis(s_eff[:, :, :, 0], 1, 2))
         offsets = np.concatenate([[0], np.cumsum(nres[rows])]).astype(np.int64)
+        table, g_kernel = _kernel_table(sb)
         k = _resonant_pairs_kernel(
-            sb.positions, sb.table, sb.n0, sb.coupling_g, e_eff, u_eff, thr, rows, offsets, oi, oj, ov
+            sb.positions, table, sb.n0, g_kernel, e_eff, ux_eff, thr, rows, offsets, oi, oj, ov
         )
         pi.append(oi[:k]), pj.append(oj[:k]), pv.append(ov[:k])
     # Population weights [1 + ns, N] (docs/DESIGN.md note 2), sparse: a state outside any cluster has
@@ -540,7 +567,7 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
 
     diag = {
         "n_states": int(1 + ns),
-        "ground_shift": float(np.sum(_member_arrays(sb)[1] * h)),
+        "ground_shift": float(np.sum(_member_arrays(sb, sb.operators)[1] * h)),
         "n_resonant_pairs": int(n_pairs),
         "n_resonant_clusters": int(n_clusters),
         "max_cluster_size": int(max_cluster),

@@ -81,11 +81,6 @@ def solve(
     if not np.isfinite(thr) or thr <= 0 or thr >= 1:
         raise InputError(f"resonance_threshold = {resonance_threshold!r}: must be a number in (0, 1)")
     if method == "perturbative":
-        if sb.dipoles is not None:
-            raise InputError(
-                "solver.method = 'perturbative': the dipole–dipole channel is available with the "
-                "'sector' and 'exact' solvers"
-            )
         return solve_perturbative(sb, thr)
     if method == "sector":
         kmax = max_excitations if max_excitations is not None else (2 if include_doubles else 1)

@@ -18,7 +18,7 @@ from .coupling import FORMS, alpha_from_ratio, displacement_table, lattice_posit
 from .errors import InputError
 from .tensors import rotation_mandel
 
-__all__ = ["SuperBlock", "assemble_superblock", "sphere_positions"]
+__all__ = ["SuperBlock", "assemble_superblock", "dipole_table", "sphere_positions"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,6 +106,18 @@ def _dipole_unit(d) -> np.ndarray:
     return (np.eye(3) - 3.0 * np.outer(n, n)) / (8.0 * np.pi * r**3)
 
 
+def dipole_table(n0: int) -> np.ndarray:
+    """μ̂(d) for every lattice displacement of an n0³ cube, ``[2n0−1]³ × [3, 3]`` (0 at d = 0)."""
+    m = 2 * n0 - 1
+    d = np.stack(np.meshgrid(*(np.arange(m) - (n0 - 1),) * 3, indexing="ij"), axis=-1).astype(float)
+    r = np.linalg.norm(d, axis=-1)
+    safe = np.where(r > 0, r, 1.0)
+    n = d / safe[..., None]
+    out = (np.eye(3) - 3.0 * n[..., :, None] * n[..., None, :]) / (8.0 * np.pi * safe[..., None, None] ** 3)
+    out[r == 0] = 0.0
+    return out
+
+
 def sphere_positions(n0: int) -> np.ndarray:
     """Lattice sites of an n0³ cube that lie within radius n0/2 of its centre (a lattice sphere)."""
     pos = lattice_positions(n0)
@@ -134,7 +146,7 @@ def assemble_superblock(
     cube in C order (N = n0³); pass :func:`sphere_positions` for a spherical super block. ``table`` may
     be passed to reuse a displacement table across super blocks of one step. ``dipoles`` [N, 3, n, n]
     (units p*, rotated like vectors, p → R p) with ``dipole_coupling`` = g_e switch on the electric
-    dipole–dipole channel of Eq. (5.1)–(5.2) (exact and sector solvers).
+    dipole–dipole channel of Eq. (5.1)–(5.2) (all solvers).
     """
     n0 = _int_field("n0", n0, minimum=2)
     energies = np.ascontiguousarray(energies, dtype=float)
