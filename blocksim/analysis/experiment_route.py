@@ -44,11 +44,17 @@ def velocity_shift(re_chi, rho_c2):
 def route_for_step(step, cl_over_ct, *, omega=None, t_min=None, t_max=None) -> dict:
     """Slopes C_l, C_t and the two MB estimates for one step at the stored ω nearest ``omega``.
 
-    ``omega`` default: the lowest stored ω. Fit range: T in [t_min, t_max] (defaults: T ≥ ω, i.e. the
+    ``omega`` default: the lowest stored ω where Im χ_l and Im χ_t are non-zero at every T. Fit range: T in [t_min, t_max] (defaults: T ≥ ω, i.e. the
     regime k_B T ≳ ħω where Δc/c ∝ ln T holds, and all T above; if fewer than 3 points qualify, all T).
     """
     w = np.asarray(step.omega)
-    j = 0 if omega is None else int(np.argmin(np.abs(w - float(omega))))
+    if omega is None:
+        # the lowest stored ω at which both Im χ_l and Im χ_t carry weight at every temperature
+        # (binned spectra are exactly 0 below the lowest transition, where MB_num is undefined)
+        has_weight = np.all((np.asarray(step.im_chi_l) != 0) & (np.asarray(step.im_chi_t) != 0), axis=0)
+        j = int(np.argmax(has_weight)) if has_weight.any() else 0
+    else:
+        j = int(np.argmin(np.abs(w - float(omega))))
     t = np.asarray(step.temperature)
     lo = w[j] if t_min is None else float(t_min)
     hi = np.inf if t_max is None else float(t_max)
