@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import numba
 
+from ._numba import serial_twin
 from .errors import InputError
 from .tensors import MANDEL_INDEX, MANDEL_WEIGHT, to_mandel4
 
@@ -176,23 +177,7 @@ def _displacement_table_kernel_parallel(n0, alpha, form, mi, mj, w, table):
                     _coupling_mandel_into(dx, dy, dz, alpha, form, mi, mj, w, work, table[ix, iy, iz])
 
 
-@numba.njit(cache=True, nogil=True)
-def _displacement_table_kernel_serial(n0, alpha, form, mi, mj, w, table):
-    """Serial version of :func:`_displacement_table_kernel_parallel` (same arithmetic, same table)."""
-    m = 2 * n0 - 1
-    work = np.empty((3, 3, 3, 3))
-    for ix in range(m):
-        for iy in range(m):
-            for iz in range(m):
-                dx = float(ix - (n0 - 1))
-                dy = float(iy - (n0 - 1))
-                dz = float(iz - (n0 - 1))
-                if dx == 0.0 and dy == 0.0 and dz == 0.0:
-                    for a in range(6):
-                        for b in range(6):
-                            table[ix, iy, iz, a, b] = 0.0
-                else:
-                    _coupling_mandel_into(dx, dy, dz, alpha, form, mi, mj, w, work, table[ix, iy, iz])
+_displacement_table_kernel_serial = serial_twin(_displacement_table_kernel_parallel)
 
 
 #: Tables with fewer entries than this are filled serially: starting the thread pool costs up to a

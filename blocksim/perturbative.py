@@ -7,7 +7,6 @@ resonance dressed exactly in their local field. O(N n²) memory beyond the displ
 
 from __future__ import annotations
 
-import types
 import warnings
 
 import numba
@@ -15,6 +14,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from ._numba import serial_twin
 from .errors import InputError
 from .spectrum import Spectrum
 from .superblock import SuperBlock, dipole_table
@@ -269,19 +269,9 @@ def _resonant_pairs_kernel_parallel(pos, table, n0, g, energies, u, thr, rows, o
 PARALLEL_MIN_WORK = 100_000
 
 
-def _serial_twin(kernel):
-    """The same kernel compiled without ``parallel`` (prange runs as range), cached under its own name."""
-    f = getattr(kernel, "py_func", kernel)  # a plain function under NUMBA_DISABLE_JIT=1
-    name = f.__name__.replace("_parallel", "_serial")
-    twin = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
-    twin.__qualname__ = name
-    twin.__doc__ = f"Serial twin of :func:`{f.__name__}` (small super blocks)."
-    return numba.njit(cache=True, nogil=True)(twin)
-
-
-_local_field_kernel_serial = _serial_twin(_local_field_kernel_parallel)
-_pair_kernel_serial = _serial_twin(_pair_kernel_parallel)
-_resonant_pairs_kernel_serial = _serial_twin(_resonant_pairs_kernel_parallel)
+_local_field_kernel_serial = serial_twin(_local_field_kernel_parallel)
+_pair_kernel_serial = serial_twin(_pair_kernel_parallel)
+_resonant_pairs_kernel_serial = serial_twin(_resonant_pairs_kernel_parallel)
 
 
 def _local_field_kernel(pos, table, n0, t0, out):
