@@ -53,7 +53,7 @@ LEVEL_DISTRIBUTIONS = ("uniform", "exponential", "poisson", "wigner")
 FORMS = ("zhou-leggett", "joffrin-levelut")
 METHODS = ("perturbative", "sector", "exact")
 POOL_STRATEGIES = ("partition", "resample")
-TRUNCATIONS = ("lowest",)
+TRUNCATIONS = ("lowest", "window")
 LINES = ("bins", "lorentzian", "gaussian")
 SHAPES = ("cube",)
 PROGRESS = ("auto", "bar", "log", "none")
@@ -230,8 +230,11 @@ class RGConfig:
                             choices=POOL_STRATEGIES)
     n_keep: int = _f(3, "levels kept per truncated super block (ground state included)", kind="int",
                      check=_ge(2))
-    truncation: str = _f("lowest", "truncation rule: 'lowest' n_keep levels (Wilson style)", kind="str",
+    truncation: str = _f("lowest", "truncation rule: 'lowest' n_keep levels (Wilson style) or 'window' "
+                         "(the ground state and the n_keep−1 levels nearest window_center)", kind="str",
                          choices=TRUNCATIONS)
+    window_center: float = _f(0.5, "centre of the 'window' truncation: a fixed probe frequency", "E*",
+                              kind="float", check=_gt(0))
     max_initial_pool: int = _f(2_000_000, "largest initial pool accepted (memory guard)", kind="int",
                                check=_ge(1))
     diversity_warn: float = _f(0.5, "warn when the pool's distinct lowest-gap lineages fall below this "

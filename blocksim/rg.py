@@ -188,7 +188,8 @@ def _solve_superblocks(cfg, k, pool_e, pool_t, members, table, tick):
             raise InputError(
                 f"rg.n_keep = {n_keep}: super block {j} of step {k} has only {len(spec.energies)} computed states"
             )
-        e_new, t_new, diag = spec.truncate(n_keep)
+        window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
+        e_new, t_new, diag = spec.truncate(n_keep, window)
         if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
             raise RuntimeError(
                 f"solver {cfg.solver.method!r} returned non-finite levels or stress for super block {j} of "

@@ -55,28 +55,39 @@ class Spectrum:
             return self._full_stress[:, idx[:, None], idx[None, :]]
         return self._excited_stress(idx)
 
-    def truncate(self, n_keep: int):
-        """Lowest ``n_keep`` states as a new block: ``(energies [n_keep], stress [6, n_keep, n_keep], diag)``.
+    def truncate(self, n_keep: int, window_center: float | None = None):
+        """Keep ``n_keep`` states as a new block: ``(energies [n_keep], stress [6, n_keep, n_keep], diag)``.
 
-        diag: ``weight_kept`` (Σ_{0<α<n_keep} |⟨α|T|0⟩|² over Σ_{α>0} |⟨α|T|0⟩|², the sum rule of the
-        computed states), ``lowest_excluded_energy`` (nan if every state is kept),
-        ``double_in_window`` (whether the lowest double excitation, the sum of the two lowest single
-        excitations on distinct members, lies below the highest kept level).
+        ``window_center=None`` keeps the lowest ``n_keep`` states (Wilson style). Otherwise it keeps
+        the ground state and the ``n_keep − 1`` excitations whose energies lie nearest
+        ``window_center`` (units E*: an energy window around a fixed probe frequency), in ascending
+        order. diag: ``weight_kept`` (Σ_{kept α>0} |⟨α|T|0⟩|² over Σ_{α>0} |⟨α|T|0⟩|², the sum rule of
+        the computed states), ``lowest_excluded_energy`` (the lowest excitation not kept; nan if every
+        state is kept), ``double_in_window`` (whether the lowest double excitation, the sum of the two
+        lowest single excitations on distinct members, lies below the highest kept level).
         """
         n_keep = _int_field("n_keep", n_keep, minimum=2)
         k = len(self.energies)
         if n_keep > k:
             raise InputError(f"n_keep = {n_keep}: must be ≤ {k}, the number of computed states")
-        idx = np.arange(n_keep)
+        if window_center is None:
+            idx = np.arange(n_keep)
+        else:
+            c = float(window_center)
+            if not (np.isfinite(c) and c > 0):
+                raise InputError(f"window_center = {window_center!r}: must be a finite energy > 0 (units E*)")
+            nearest = np.argsort(np.abs(self.energies[1:] - c), kind="stable")[: n_keep - 1] + 1
+            idx = np.concatenate([[0], np.sort(nearest)])
         stress = self.stress_block(idx)
         stress = 0.5 * (stress + np.swapaxes(stress, -1, -2))
         w = np.sum(self.amp0[1:] ** 2)
+        excluded = np.setdiff1d(np.arange(1, k), idx)
         diag = {
-            "weight_kept": float(np.sum(self.amp0[1:n_keep] ** 2) / w) if w > 0 else 1.0,
-            "lowest_excluded_energy": float(self.energies[n_keep]) if n_keep < k else float("nan"),
-            "double_in_window": bool(self.lowest_double_energy() < self.energies[n_keep - 1]),
+            "weight_kept": float(np.sum(self.amp0[idx[1:]] ** 2) / w) if w > 0 else 1.0,
+            "lowest_excluded_energy": float(self.energies[excluded[0]]) if excluded.size else float("nan"),
+            "double_in_window": bool(self.lowest_double_energy() < self.energies[idx[-1]]),
         }
-        return self.energies[:n_keep].copy(), stress, diag
+        return self.energies[idx].copy(), stress, diag
 
     def lowest_double_energy(self) -> float:
         """Unperturbed energy of the lowest double excitation (two distinct members each in level 1)."""

@@ -341,3 +341,26 @@ def test_quickstart_runs(tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.with_suffix(".png").exists()
     print(f"quickstart: {elapsed:.1f} s")
+
+
+def test_window_truncation_keeps_levels_near_the_probe(configs, tmp_path):
+    from blocksim import spectra
+
+    out = tmp_path / "window.h5"
+    res = _cli([configs / "tiny.toml", "-o", out, "-s", 'rg.truncation="window"', "-s", "rg.window_center=0.4"])
+    assert res.returncode == 0, res.stderr
+    with open_trajectory(out) as traj:
+        assert traj.config["rg"]["truncation"] == "window"
+        step0, step1 = traj.steps[0], traj.steps[1]
+        for j in range(2):
+            members = step0.members[j]
+            sb = spectra.assemble_superblock(step0.pool_energies[members], step0.pool_stress[members],
+                                             step0.rotations[j], 2, step0.coupling_g, 1.6)
+            spec = spectra.solve(sb, "perturbative")
+            e, _, _ = spec.truncate(3, 0.4)
+            np.testing.assert_allclose(step1.pool_energies[j], e, rtol=1e-12)
+            nearest = np.sort(np.abs(spec.energies[1:] - 0.4))[:2]
+            np.testing.assert_allclose(np.sort(np.abs(e[1:] - 0.4)), nearest, rtol=1e-12)
+    bad = _cli([configs / "tiny.toml", "-o", tmp_path / "bad.h5", "-s", "rg.window_center=-1.0"])
+    assert bad.returncode == 2 and "rg.window_center = -1" in bad.stderr
+    assert not (tmp_path / "bad.h5").exists()

@@ -359,3 +359,19 @@ def test_dipole_kernels_match_numpy_reference():
     slow = perturbative.perturbative_amplitudes(sb, 0.1, use_kernels=False)
     for a, b in zip(fast[:5] + fast[5], slow[:5] + slow[5]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_window_truncation_keeps_levels_nearest_the_probe():
+    sb = superblock(9, 3, 0.01)
+    spec = spectra.solve(sb, "perturbative")
+    centre = float(np.median(spec.energies[1:]))
+    e, st, diag = spec.truncate(4, centre)
+    assert e[0] == 0 and np.all(np.diff(e) > 0)
+    dist = np.abs(spec.energies[1:] - centre)
+    assert np.max(np.abs(e[1:] - centre)) <= np.sort(dist)[2] + 1e-15
+    idx = [0] + [int(np.nonzero(spec.energies == x)[0][0]) for x in e[1:]]
+    np.testing.assert_allclose(st[:, 0, 1:], spec.amp0[idx[1:]].T)
+    excluded = sorted(set(spec.energies[1:]) - set(e[1:]))
+    assert diag["lowest_excluded_energy"] == excluded[0]
+    with pytest.raises(InputError, match="window_center"):
+        spec.truncate(4, -1.0)
