@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,95 @@ def test_throughput_hook_measures_slurm_overhead(slurm):
     res = sweep_throughput(workers=2, n_tasks=2)
     assert res["local_tasks_per_second"] > 0
     assert res["slurm_seconds"] is not None and res["slurm_overhead_per_task_seconds"] is not None
+
+
+
+DOC_MARKER = "<!-- tested by tests/test_slurm.py::test_dask_slurmcluster_sweep_wait -->"
+
+
+def jobqueue_body(tmp_path, **override) -> str:
+    """The ``[dask] cluster = "slurm"`` example of docs/sweeps.md with its paths in tmp_path (and the
+    interpreter running the tests), and ``override``'s ``[dask.jobqueue]`` lines (TOML values)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "sweeps.md").read_text()
+    block = doc.split(DOC_MARKER, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    opts = {"python": f'"{sys.executable}"', "local_directory": f'"{tmp_path / "dask-scratch"}"',
+            "log_directory": f'"{tmp_path / "dask-logs"}"', **override}
+    lines = []
+    for line in block.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and key in opts:
+            line = f"{key} = {opts.pop(key)}"
+        lines.append(line)
+    assert any(line.startswith("[dask.jobqueue]") for line in lines), block
+    return "\n".join(lines + [f"{k} = {v}" for k, v in opts.items()]) + "\n"
+
+
+def wait_queue_empty(slurm, name: str, timeout: float = 20.0) -> str:
+    """squeue's lines for job name ``name`` once they are gone (or whatever is left after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = slurm.run("squeue", "-h", "-n", name, "-o", "%i %T", check=False).stdout.strip()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def test_dask_slurmcluster_sweep_wait(slurm, tmp_path):
+    """``[dask] cluster = "slurm"``: dask-jobqueue submits one SLURM job per dask worker to the test
+    cluster, the tasks run inside those jobs and write the same files, bit for bit, as the local
+    process pool, and the jobs are cancelled when the sweep returns."""
+    pytest.importorskip("dask_jobqueue", reason="[dask] cluster = 'slurm' needs dask-jobqueue (test extra)")
+    path = write_sweep(tmp_path, name="dkjq", body=jobqueue_body(tmp_path))
+    spec = load_spec(path)
+    assert len(spec.tasks) == 4
+    proc = blocksim("sweep", path, "--executor", "dask", "--wait", "--timeout", "60", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "dask-jobqueue SLURMCluster, 2 SLURM job(s), scheduler tcp://127.0.0.1:" in proc.stdout
+    assert "4 done, 0 running, 0 failed, 0 missing" in proc.stdout
+
+    # two worker jobs ran on the test cluster, each a dask worker on loopback registered with the scheduler
+    logs = {p.stem.split("-")[-1]: p.read_text() for p in (tmp_path / "dask-logs").glob("dkjq-*.err")}
+    assert len(logs) == 2, sorted(logs)
+    for text in logs.values():
+        assert "Listening to:      tcp://127.0.0.1:" in text and "Registered to:      tcp://127.0.0.1:" in text
+    # every task ran inside one of them (run_task records $SLURM_JOB_ID), all complete
+    for task in spec.tasks:
+        assert spec.output_path(task).is_file() and not spec.part_path(task).exists()
+        st = task_state(spec, task)
+        assert st.state == "done" and st.info["slurm_job"] in logs, (st, sorted(logs))
+    assert read_manifest(spec.output_dir)["counts"] == {"done": 4, "running": 0, "failed": 0, "missing": 0}
+    # closing the cluster cancelled the worker jobs
+    assert wait_queue_empty(slurm, "dkjq") == ""
+    assert all("CANCELLED" in text for text in logs.values())
+
+    # bit-identical to the local process pool
+    ref = load_spec(write_sweep(tmp_path, name="ref"))
+    assert {r.state for r in run_local(ref, range(4), workers=2, log=None)} == {"done"}
+    assert_same_results(spec, ref)
+
+    # a second sweep finds everything done and submits no job
+    again = blocksim("sweep", path, "--executor", "dask", "--wait", timeout=60)
+    assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
+    assert len(list((tmp_path / "dask-logs").glob("dkjq-*.err"))) == 2
+
+
+def test_dask_slurmcluster_failures_are_reported_and_cleaned_up(slurm, tmp_path):
+    """A job script sbatch rejects is an input error (exit 2, nothing submitted); worker jobs that die
+    before a worker connects end the sweep with an error instead of waiting forever, and leave no job."""
+    pytest.importorskip("dask_jobqueue", reason="[dask] cluster = 'slurm' needs dask-jobqueue (test extra)")
+    bad = write_sweep(tmp_path, name="badq", body=jobqueue_body(tmp_path, queue='"blocksim-tset"'))
+    proc = blocksim("sweep", bad, "--executor", "dask", timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "sbatch rejects the dask worker job script" in proc.stderr
+    typo = write_sweep(tmp_path, name="typo", body=jobqueue_body(tmp_path, walltme='"00:05:00"'))
+    proc = blocksim("sweep", typo, "--executor", "dask", timeout=60)
+    assert proc.returncode == 2 and "did you mean 'walltime'" in proc.stderr, proc.stderr
+
+    dead = write_sweep(tmp_path, name="dead", body=jobqueue_body(tmp_path, python='"/nonexistent/python3"'))
+    t0 = time.monotonic()
+    proc = blocksim("sweep", dead, "--executor", "dask", timeout=90)
+    assert proc.returncode != 0 and "ended before a dask worker connected" in proc.stderr, proc.stdout + proc.stderr
+    assert time.monotonic() - t0 < 45
+    assert wait_queue_empty(slurm, "dkjq") == ""
+    spec = load_spec(dead)
+    assert {task_state(spec, t).state for t in spec.tasks} == {"missing"}

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file (docs/sweeps.md)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where tasks run (default local)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="local: worker processes; dask LocalCluster: worker processes")
+                        help="local: worker processes; dask: LocalCluster worker processes or SLURMCluster jobs")
     parser.add_argument("--cores", type=int, default=None,
                         help="cores the local/dask executor may use (default: the CPUs available)")
     parser.add_argument("--scheduler", default=None, help="dask: address of a running scheduler")
@@ -31,7 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--wait", action="store_true",
                         help="slurm: block until every task has finished (local and dask always wait)")
     parser.add_argument("--poll", type=float, default=5.0, help="slurm --wait: seconds between squeue polls")
-    parser.add_argument("--timeout", type=float, default=None, help="slurm --wait: give up after this many seconds")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="slurm --wait: give up after this many seconds; dask: wait at most this long "
+                             "for the first worker")
     parser.add_argument("--hdf5-file-locking", choices=("auto", "true", "false", "best-effort"), default=None,
                         help="set HDF5_USE_FILE_LOCKING for the tasks (overrides sweep.hdf5_file_locking)")
 
@@ -127,7 +129,7 @@ def command(args) -> int:
             from .executors import run_dask
 
             run_dask(spec, todo, scheduler=args.scheduler, n_workers=args.workers, cores=args.cores,
-                     on_result=on_result)
+                     on_result=on_result, timeout=args.timeout)
     finally:
         updater.flush()
     n = report(spec, collect_states(spec))

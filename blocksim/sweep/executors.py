@@ -131,9 +131,17 @@ def _dask_task(spec: SweepSpec, index: int, threads_by_worker: dict, default_thr
     return run_task(spec, index, numba_threads=threads)
 
 
+def _scheduler_workers(client) -> dict:
+    """The scheduler's worker table, all workers (newer ``distributed`` lists only 5 unless asked)."""
+    try:
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # distributed < 2025: no n_workers argument, every worker listed
+        return client.scheduler_info()["workers"]
+
+
 def _threads_per_worker(client, spec: SweepSpec) -> dict:
     """Numba threads for each worker so that, per host, Σ dask threads × numba threads ≤ host cores."""
-    workers = client.scheduler_info()["workers"]
+    workers = _scheduler_workers(client)
     cores = client.run(available_cores)
     per_host: dict[str, int] = {}
     for info in workers.values():
@@ -142,45 +150,116 @@ def _threads_per_worker(client, spec: SweepSpec) -> dict:
             for addr, info in workers.items()}
 
 
+def _jobqueue_cluster(spec: SweepSpec, log=print):
+    """``dask_jobqueue.SLURMCluster(**[dask.jobqueue])`` after checking the keys against its signature
+    and the worker job script with ``sbatch --test-only`` (a rejected script is an input error, not a
+    job that never starts)."""
+    import inspect
+
+    try:
+        from dask_jobqueue import SLURMCluster
+        from dask_jobqueue.core import Job, JobQueueCluster
+        from dask_jobqueue.slurm import SLURMJob
+    except ImportError:
+        raise InputError("dask.cluster = 'slurm' needs dask-jobqueue (pip install 'blocksim[jobqueue]')") from None
+    kwargs = dict(spec.dask.jobqueue)
+    valid = set()
+    for fn in (SLURMCluster.__init__, JobQueueCluster.__init__, SLURMJob.__init__, Job.__init__):
+        valid |= {n for n, p in inspect.signature(fn).parameters.items()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    valid -= {"self", "job_cls", "scheduler", "name", "config_name", "n_workers", "loop", "asynchronous"}
+    for key in kwargs:
+        if key not in valid:
+            raise InputError(f"dask.jobqueue: unknown key {key!r} (a keyword argument of "
+                             f"dask_jobqueue.SLURMCluster){suggest(key, sorted(valid))}")
+    try:
+        cluster = SLURMCluster(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"dask.jobqueue: {' '.join(str(exc).split())}") from None
+    try:
+        script = cluster.job_script()
+        with tempfile.NamedTemporaryFile("w", prefix="blocksim-dask-job-", suffix=".sh", delete=False) as f:
+            f.write(script)
+        try:
+            out = subprocess.run([_slurm_cmd("sbatch"), "--test-only", f.name], capture_output=True, text=True,
+                                 timeout=120)
+        finally:
+            os.unlink(f.name)
+        if out.returncode != 0:
+            msg = " ".join(line.strip() for line in out.stderr.splitlines() if line.strip())
+            raise InputError(f"dask.jobqueue: sbatch rejects the dask worker job script ({msg})")
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+def _wait_for_dask_workers(client, cluster, *, timeout: float | None, jobqueue: bool) -> None:
+    """Block until one worker has connected. For a SLURMCluster, fail when no job could be submitted or
+    when every worker job has left the queue without a worker connecting (see ``log_directory``)."""
+    t0 = time.monotonic()
+    while not _scheduler_workers(client):
+        waited = time.monotonic() - t0
+        if timeout is not None and waited > timeout:
+            raise TimeoutError(f"dask executor: no worker connected within {timeout:.0f} s")
+        if jobqueue and waited > 5:
+            ids = [getattr(job, "job_id", None) for job in list(cluster.workers.values())]
+            if all(i is None for i in ids) and waited > 60:
+                raise RuntimeError("dask executor: no SLURM job for the dask workers was submitted in 60 s "
+                                   "(see the sbatch error above)")
+            ids = [i for i in ids if i]
+            if ids and not any(slurm_job_active(i) for i in ids):
+                raise RuntimeError(f"dask executor: the worker job(s) {', '.join(ids)} ended before a dask "
+                                   "worker connected (see dask.jobqueue.log_directory)")
+        time.sleep(0.5 if not jobqueue else 1.0)
+
+
 def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_workers: int | None = None,
              threads_per_worker: int | None = None, cores: int | None = None, log=print,
-             on_result=None) -> list[TaskResult]:
+             on_result=None, timeout: float | None = None) -> list[TaskResult]:
     """Run ``indices`` on dask: the scheduler at ``scheduler`` (or ``[dask] scheduler``), else a started
     ``LocalCluster`` (``n_workers`` processes × ``threads_per_worker`` threads, loopback only), or a
-    ``dask_jobqueue.SLURMCluster`` when ``[dask] cluster = "slurm"``. Returns results in completion order.
+    ``dask_jobqueue.SLURMCluster`` when ``[dask] cluster = "slurm"``, scaled to ``min(n_workers, tasks)``
+    SLURM jobs. A cluster started here is closed (its SLURM jobs cancelled) when the tasks are done and
+    on any error, Ctrl-C or SIGTERM. ``timeout`` bounds the wait for the first worker (default: 600 s
+    for a LocalCluster, none for SLURM jobs, which may queue; jobs that fail are detected). Returns the
+    results in completion order.
     """
     indices = list(indices)
+    if not indices:
+        _say(log, "dask executor: nothing to run, every task is done or running")
+        return []
     from distributed import Client, LocalCluster, as_completed as dask_completed
 
     opts = spec.dask
     scheduler = scheduler or opts.scheduler
     tpw = threads_per_worker or opts.threads_per_worker
     cores = cores or available_cores()
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-        what = f"scheduler {scheduler}"
-    elif opts.cluster == "slurm":
-        try:
-            from dask_jobqueue import SLURMCluster
-        except ImportError:
-            raise InputError("dask.cluster = 'slurm' needs dask-jobqueue (pip install 'blocksim[jobqueue]')") from None
-        cluster = SLURMCluster(**dict(opts.jobqueue))
-        cluster.scale(jobs=n_workers or opts.n_workers or 1)
-        client = Client(cluster)
-        what = "dask-jobqueue SLURMCluster"
-    else:
-        n = n_workers or opts.n_workers or max(1, cores // (tpw * spec.numba_threads))
-        threads = numba_threads_for(spec, n * tpw, cores)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=tpw, processes=True, host="127.0.0.1",
-                               dashboard_address=None, env={"NUMBA_NUM_THREADS": str(threads)})
-        client = Client(cluster)
-        what = f"LocalCluster with {n} worker process(es) x {tpw} thread(s)"
+    cluster = client = None
+    jobqueue = False
+    old = signal.signal(signal.SIGTERM, _raise_terminated) if _in_main_thread() else None
     results: list[TaskResult] = []
     try:
-        if indices:
-            client.wait_for_workers(1, timeout=600)
-        by_worker = _threads_per_worker(client, spec) if indices else {}
+        if scheduler:
+            client = Client(scheduler)
+            what = f"scheduler {scheduler}"
+        elif opts.cluster == "slurm":
+            jobqueue = True
+            jobs = min(n_workers or opts.n_workers or 1, len(indices))
+            cluster = _jobqueue_cluster(spec, log=log)
+            cluster.scale(jobs=jobs)
+            client = Client(cluster)
+            what = f"dask-jobqueue SLURMCluster, {jobs} SLURM job(s), scheduler {cluster.scheduler_address}"
+        else:
+            n = n_workers or opts.n_workers or max(1, cores // (tpw * spec.numba_threads))
+            threads = numba_threads_for(spec, n * tpw, cores)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=tpw, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, env={"NUMBA_NUM_THREADS": str(threads)})
+            client = Client(cluster)
+            what = f"LocalCluster with {n} worker process(es) x {tpw} thread(s)"
+        _wait_for_dask_workers(client, cluster, jobqueue=jobqueue,
+                               timeout=timeout if timeout is not None or jobqueue else 600)
+        by_worker = _threads_per_worker(client, spec)
         default = min(by_worker.values()) if by_worker else 1
         shown = sorted(set(by_worker.values())) or [default]
         _say(log, f"dask executor: {what}; NUMBA_NUM_THREADS per task = {','.join(map(str, shown))}; "
@@ -194,9 +273,14 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
             if on_result is not None:
                 on_result(res)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()  # a SLURMCluster scancels its worker jobs here
+            if _in_main_thread():
+                signal.signal(signal.SIGTERM, old)
     return results
 
 
