@@ -32,6 +32,7 @@ SLURM_CONF = """\
 # Single-node test cluster on loopback, written by tests/slurm_cluster.py
 ClusterName=blocksimtest
 SlurmctldHost=localhost(127.0.0.1)
+CommunicationParameters=NoInAddrAny
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 SlurmUser=root
