@@ -69,7 +69,7 @@ def delta_lambda_pair_transitions(sb: SuperBlock, strain_tensor, temperatures) -
         raise InputError(f"strain_tensor shape = {e.shape}: must be (3, 3)")
     e = 0.5 * (e + e.T)
     temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
-    nb, nl = sb.n_blocks, sb.n_levels
+    nb = sb.n_blocks
     pos = sb.positions.astype(float)
     u = np.moveaxis(sb.stress[:, :, 1:, 0], 1, 2)  # [N, n-1, 6]
     p0 = np.stack([response.boltzmann(sb.energies[s], temps)[:, 0] for s in range(nb)], axis=1)  # [n_T, N]

@@ -47,7 +47,7 @@ import numpy as np
 from scipy.special import dawsn
 
 from .errors import InputError
-from .tensors import direction_strains, isotropic_projection
+from .tensors import direction_strains
 
 __all__ = [
     "LINES",

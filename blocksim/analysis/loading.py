@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,40 +109,6 @@ def _attr_text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _from_h5(path):
-    import h5py  # noqa: PLC0415
-
-    with h5py.File(path, "r") as f:
-        attrs = {k: (_attr_text(v) if isinstance(v, (bytes, str)) else v) for k, v in f.attrs.items()}
-        if attrs.get("format") != FORMAT:
-            raise InputError(f"{path}: format = {attrs.get('format')!r}: not a {FORMAT} file")
-        try:
-            config = tomllib.loads(attrs.get("config_toml", ""))
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{path}: config_toml: not valid TOML ({exc})") from None
-        steps = []
-        group = f.get("steps")
-        names = sorted(group.keys(), key=lambda n: int(n.split("_")[-1])) if group is not None else []
-        for name in names:
-            g = group[name]
-            if not bool(g.attrs.get("complete", False)):
-                continue
-            diag = {k: np.asarray(v[()]) for k, v in g["diagnostics"].items()} if "diagnostics" in g else {}
-            steps.append(
-                StepData(
-                    index=int(name.split("_")[-1]),
-                    scale_L=float(g["scale_L"][()]),
-                    coupling_g=float(g["coupling_g"][()]),
-                    **{k: np.asarray(g[k][()], dtype=float) for k in _STEP_ARRAYS},
-                    mb_ratio=_scalar(g["mb_ratio"][()]),
-                    mb_ratio_err=_scalar(g["mb_ratio_err"][()]),
-                    diagnostics=diag,
-                )
-            )
-        summary = {k: np.asarray(v[()]) for k, v in f["summary"].items()} if "summary" in f else {}
-        return Trajectory(str(path), attrs, config, str(attrs.get("status", "")), steps, summary)
-
-
 def load_trajectory(path) -> Trajectory:
     """Read one trajectory file (complete steps only). InputError for a missing or foreign file."""
     path = os.fspath(path)
@@ -153,16 +118,11 @@ def load_trajectory(path) -> Trajectory:
 
     if not h5py.is_hdf5(path):
         raise InputError(f"{path}: not an HDF5 file (expected a {FORMAT} file)")
-    try:
-        import blocksim.io  # noqa: F401, PLC0415
-    except ImportError:
-        traj = _from_h5(path)
-    else:
-        with h5py.File(path, "r") as f:
-            fmt = _attr_text(f.attrs.get("format", ""))
-        if fmt != FORMAT:
-            raise InputError(f"{path}: format = {fmt!r}: not a {FORMAT} file")
-        traj = _from_io(path)
+    with h5py.File(path, "r") as f:
+        fmt = _attr_text(f.attrs.get("format", ""))
+    if fmt != FORMAT:
+        raise InputError(f"{path}: format = {fmt!r}: not a {FORMAT} file")
+    traj = _from_io(path)
     if not traj.steps:
         raise InputError(f"{path}: no complete step (status = {traj.status!r})")
     return traj
