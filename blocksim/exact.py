@@ -65,6 +65,8 @@ def sector_matrices(sb: SuperBlock, configs: np.ndarray):
         diag_t = st[np.arange(nb), :, a, a]  # [N, 6]
         t[:, ia, ia] = diag_t[:, :6].sum(axis=0)
         v[ia, ia] = np.einsum("ua,uvab,vb->", diag_t, lam, diag_t)
+        # local field on each member from the diagonal stresses of all others (lam[u, u] = 0)
+        fields = np.einsum("uvab,vb->ua", lam, diag_t)
         for u in range(nb):
             for mu in range(sb.n_levels):
                 if mu == a[u]:
@@ -75,8 +77,7 @@ def sector_matrices(sb: SuperBlock, configs: np.ndarray):
                 if ib is not None:
                     tu = st[u, :, mu, a[u]]
                     t[:, ib, ia] += tu[:6]
-                    field_u = np.einsum("vab,vb->a", np.delete(lam[u], u, axis=0), np.delete(diag_t, u, axis=0))
-                    v[ib, ia] += 2.0 * tu @ field_u
+                    v[ib, ia] += 2.0 * tu @ fields[u]
                 for w in range(u + 1, nb):
                     for mw in range(sb.n_levels):
                         if mw == a[w]:
