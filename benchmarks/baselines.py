@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from blocksim.coupling import alpha_from_ratio
-from blocksim.tensors import MANDEL_INDEX, MANDEL_WEIGHT
+from blocksim.model.coupling import alpha_from_ratio
+from blocksim.model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 
 __all__ = ["displacement_table_numpy", "pair_sums_numpy", "CHUNK_ELEMENTS"]
 

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from blocksim import coupling, perturbative, spectra
-from blocksim.tensors import random_rotation
+from blocksim import spectra
+from blocksim.model import coupling
+from blocksim.spectra import perturbative
+from blocksim.model.tensors import random_rotation
 
 from .baselines import displacement_table_numpy, pair_sums_numpy
 

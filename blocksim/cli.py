@@ -22,7 +22,7 @@ SUBCOMMANDS = {
     "sweep-status": ("blocksim.sweep.cli_status", "count done/running/failed/missing tasks of a sweep"),
     "merge": ("blocksim.sweep.cli_merge", "merge a sweep's trajectories into one summary file"),
     "analyze": ("blocksim.analysis.cli", "run the standard reductions on trajectory files"),
-    "materials": ("blocksim.materials", "print the Meissner–Berret materials table and fits"),
+    "materials": ("blocksim.model.materials", "print the Meissner–Berret materials table and fits"),
     "bench": ("blocksim.bench", "run the benchmark suite (ratios against NumPy baselines)"),
 }
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blocksim import blocks
+from blocksim.model import blocks
 from blocksim.errors import InputError
-from blocksim.tensors import direction_strains, random_rotation, rotation_mandel, to_mandel, from_mandel
+from blocksim.model.tensors import direction_strains, random_rotation, rotation_mandel, to_mandel, from_mandel
 
 SQRT_4_3 = np.sqrt(4.0 / 3.0)
 

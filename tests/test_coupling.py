@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.integrate import lebedev_rule
 
-from blocksim import coupling, tensors
+from blocksim.model import coupling, tensors
 from blocksim.errors import InputError
 
 D = np.eye(3)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from blocksim import decomposition, spectra
-from blocksim.tensors import random_rotation
+from blocksim import spectra
+from blocksim.theory import decomposition
+from blocksim.model.tensors import random_rotation
 
 
 def superblock(g, seed=3, n0=2, n=2):

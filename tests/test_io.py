@@ -95,7 +95,7 @@ def test_failed_append_leaves_file_untouched(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # a signal arriving mid-write
         return real_put(*args, **kwargs)
 
-    monkeypatch.setattr(bio, "put", flaky_put)
+    monkeypatch.setattr(bio.trajectory, "put", flaky_put)
     with pytest.raises(KeyboardInterrupt):
         bio.append_step(path, 1, _values(), {}, {}, {})
     assert path.read_bytes() == before

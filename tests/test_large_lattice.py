@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocksim import coupling, perturbative, response, spectra, spectrum
-from blocksim.tensors import random_rotation
+from blocksim import response, spectra
+from blocksim.model import coupling
+from blocksim.spectra import perturbative, spectrum
+from blocksim.model.tensors import random_rotation
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -135,8 +137,9 @@ def test_sparse_population_weights_give_dense_populations():
 
 _THREADS_SCRIPT = r"""
 import json, sys, numpy as np, numba
-from blocksim import perturbative, spectra
-from blocksim.tensors import random_rotation
+from blocksim import spectra
+from blocksim.spectra import perturbative
+from blocksim.model.tensors import random_rotation
 rng = np.random.default_rng(4)
 n0, n = 6, 3
 nb = n0**3

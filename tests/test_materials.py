@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from blocksim import materials
+from blocksim.model import materials
 from blocksim.errors import InputError
 
 

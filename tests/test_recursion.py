@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from blocksim import recursion as rc
+from blocksim.theory import recursion as rc
 from blocksim.errors import InputError
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blocksim import blocks, response
+from blocksim import response
+from blocksim.model import blocks
 from blocksim.errors import InputError
 from blocksim.response import Transitions
-from blocksim.tensors import direction_strains, isotropic_projection, to_mandel
+from blocksim.model.tensors import direction_strains, isotropic_projection, to_mandel
 
 E_L, E_T = direction_strains([0, 0, 1], [1, 0, 0])  # χ_zzzz and χ_xzxz
 
@@ -69,7 +70,7 @@ def test_concat_equals_joint_spectrum(monkeypatch):
     w = np.linspace(-4, 4, 41)
     ref = response.im_chi(tr, w, E_L, width=0.1)
     assert np.allclose(response.im_chi(joined, w, E_L, width=0.1), ref, rtol=1e-13, atol=0)
-    monkeypatch.setattr(response, "_CHUNK", 3)
+    monkeypatch.setattr(response.chi, "_CHUNK", 3)
     assert np.allclose(response.im_chi(tr, w, E_L, width=0.1), ref, rtol=1e-12, atol=1e-15)
     with pytest.raises(InputError, match="temperatures"):
         parts[0].concat([Transitions(tr.omega, tr.amp, tr.population, [0.3, 1.0])])

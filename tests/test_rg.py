@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from blocksim import rg
+from blocksim.rg import observables
 from blocksim.config import load_config
-from blocksim.coupling import lattice_positions, stress_coupling_mandel
+from blocksim.model.coupling import lattice_positions, stress_coupling_mandel
 from blocksim.io import open_trajectory
 from blocksim.response import chi_components, transitions_from_levels
-from blocksim.tensors import isotropic_projection, rotation_mandel
+from blocksim.model.tensors import isotropic_projection, rotation_mandel
 
 
 def _cfg(**dotted):
@@ -59,13 +60,13 @@ def test_coupling_flow():
 
 def test_auto_frequency_grid_follows_spectrum():
     cfg = _cfg(**{"observables.omega_points": 10})
-    edges, centres = rg.frequency_grid(cfg, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4, 1.0, 3.0])
+    edges, centres = observables.frequency_grid(cfg, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4, 1.0, 3.0])
     assert edges.shape == (11,) and centres.shape == (10,)
     assert edges[0] < 0.1 and edges[-1] > 2.9
     assert np.allclose(np.diff(np.log(edges)), np.log(edges[1] / edges[0]))
     assert np.allclose(centres, np.sqrt(edges[1:] * edges[:-1]))
     fixed = load_config(cfg, {"observables.omega_min": 0.01, "observables.omega_max": 1.0})
-    e2, _ = rg.frequency_grid(fixed, [5.0], [5.0])
+    e2, _ = observables.frequency_grid(fixed, [5.0], [5.0])
     assert e2[0] == pytest.approx(0.01) and e2[-1] == pytest.approx(1.0)
 
 
@@ -76,7 +77,7 @@ def test_powder_lt_equals_isotropic_projection_and_icosahedral_average():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((6, 6))
     c = a @ a.T
-    chi_l, chi_t = rg.powder_lt(c)
+    chi_l, chi_t = observables.powder_lt(c)
     ref_l, ref_t, _ = isotropic_projection(c)
     assert chi_l == pytest.approx(ref_l, rel=1e-13)
     assert chi_t == pytest.approx(ref_t, rel=1e-13)
@@ -87,13 +88,13 @@ def test_powder_lt_equals_isotropic_projection_and_icosahedral_average():
     trans = transitions_from_levels(e, s, [0.1])
     grid = np.geomspace(0.05, 2.0, 9)
     comp = chi_components(trans, grid, directions=(), line="bins")
-    l_, t_ = rg.powder_lt(comp["tensor"])
+    l_, t_ = observables.powder_lt(comp["tensor"])
     assert np.allclose(l_, comp["powder"]["l"], rtol=1e-12, atol=1e-14)
     assert np.allclose(t_, comp["powder"]["t"], rtol=1e-12, atol=1e-14)
 
 
 def test_direction_vectors():
-    e_l, e_t = rg.direction_vectors(["100", "110:001"])
+    e_l, e_t = observables.direction_vectors(["100", "110:001"])
     assert np.allclose(e_l[0], [1, 0, 0, 0, 0, 0])
     assert np.allclose(e_t[0] @ e_t[0], 0.5)  # ‖(qp + pq)/2‖² = 1/2
     assert np.allclose(e_t[1], [0, 0, 0, 0.5, 0.5, 0])  # q = (1,1,0)/√2, p = z → √2·(yz, xz) = 1/2
@@ -105,7 +106,7 @@ def test_pool_transitions_match_response():
     e[:, 0] = 0.0
     s = rng.standard_normal((4, 6, 3, 3))
     s = s + np.swapaxes(s, 2, 3)
-    om, amp, pop, seg = rg.pool_transitions(e, s, 0.2)
+    om, amp, pop, seg = observables.pool_transitions(e, s, 0.2)
     for p in range(4):
         tr = transitions_from_levels(e[p], s[p], [0.2])
         sel = seg == p
@@ -122,7 +123,7 @@ def test_band_weight_tensors_brute_force():
     pop = rng.random(m)
     seg = np.sort(rng.integers(0, 3, m))
     band = (0.2, 1.5)
-    w = rg.band_weight_tensors(omega, amp, pop, 0.3, seg, 3, band)
+    w = observables.band_weight_tensors(omega, amp, pop, 0.3, seg, 3, band)
     ref = np.zeros((3, 6, 6))
     for k in range(m):
         if band[0] <= omega[k] < band[1]:
@@ -134,14 +135,14 @@ def test_jackknife_ratio():
     rng = np.random.default_rng(3)
     wl = -rng.random(30) - 0.5
     wt = -rng.random(30) - 0.5
-    r, err = rg.jackknife_ratio(wl, wt)
+    r, err = observables.jackknife_ratio(wl, wt)
     assert r == pytest.approx(np.sqrt(wl.sum() / wt.sum()))
     loo = np.array([np.sqrt((wl.sum() - wl[i]) / (wt.sum() - wt[i])) for i in range(30)])
     assert err == pytest.approx(np.sqrt(29 / 30 * np.sum((loo - loo.mean()) ** 2)))
     # proportional samples: no scatter, no error
-    r2, err2 = rg.jackknife_ratio(2.25 * wt, wt)
+    r2, err2 = observables.jackknife_ratio(2.25 * wt, wt)
     assert r2 == pytest.approx(1.5) and err2 == pytest.approx(0.0, abs=1e-12)
-    assert np.isnan(rg.jackknife_ratio(wl[:1], wt[:1])[1])
+    assert np.isnan(observables.jackknife_ratio(wl[:1], wt[:1])[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,9 +181,9 @@ def test_null_superblock_weight_is_sum_of_members(null_run):
     with open_trajectory(null_run) as tr:
         for s in tr.steps:
             temp = s.reference_temperature
-            om, amp, pop, seg = rg.pool_transitions(s.pool_energies, s.pool_stress, temp)
-            w_pool = rg.band_weight_tensors(om, amp, pop, temp, seg, s.pool_energies.shape[0], s.reference_band)
-            pl, pt = rg.powder_lt(w_pool)
+            om, amp, pop, seg = observables.pool_transitions(s.pool_energies, s.pool_stress, temp)
+            w_pool = observables.band_weight_tensors(om, amp, pop, temp, seg, s.pool_energies.shape[0], s.reference_band)
+            pl, pt = observables.powder_lt(w_pool)
             assert np.allclose(s.weight_l, pl[s.members].sum(axis=1), rtol=1e-10)
             assert np.allclose(s.weight_t, pt[s.members].sum(axis=1), rtol=1e-10)
             assert s.coupling_g == 0.0

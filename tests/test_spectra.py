@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from blocksim import exact, perturbative, response, spectra
-from blocksim.coupling import lattice_positions
+from blocksim import response, spectra
+from blocksim.spectra import exact, perturbative
+from blocksim.model.coupling import lattice_positions
 from blocksim.errors import InputError
-from blocksim.tensors import cubic_rotations, direction_strains, random_rotation, rotation_mandel
+from blocksim.model.tensors import cubic_rotations, direction_strains, random_rotation, rotation_mandel
 
 
 def random_members(rng, nb, n, lo=0.5, hi=1.5):
@@ -309,7 +310,7 @@ def test_dipole_channel_off_is_identical_and_coupling_is_eq_5_2():
     a, b = spectra.solve(sb, "exact"), spectra.solve(plain, "exact")
     np.testing.assert_allclose(a.energies, b.energies, atol=1e-12)
     sb2, _ = _with_dipoles(21, 0.05, 0.3)
-    from blocksim.coupling import dipole_coupling
+    from blocksim.model.coupling import dipole_coupling
 
     r = (sb2.positions[0] - sb2.positions[5]).astype(float)
     np.testing.assert_allclose(sb2.coupling(0, 5)[6:, 6:], 0.3 * dipole_coupling(r, 1.0), rtol=1e-14)

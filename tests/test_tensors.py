@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from blocksim import tensors
+from blocksim.model import tensors
 from blocksim.errors import InputError
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from blocksim.errors import InputError
-from blocksim.units import PhysicalScales
+from blocksim.model.units import PhysicalScales
 
 # CODATA 2018 exact SI values, typed by hand so that the test does not reuse the module's source.
 E_CHARGE = 1.602176634e-19  # J per eV

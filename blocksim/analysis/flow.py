@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from ..recursion import log_flow
+from ..theory.recursion import log_flow
 from . import Report, script_main
 from .loading import (
     cl_over_ct_of,

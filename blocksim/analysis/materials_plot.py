@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .. import materials as _materials
+from ..model import materials as _materials
 from . import Report, script_main
 from .loading import cl_over_ct_of, format_table, group_replicates, load_trajectories, new_figure, save_figure, write_table
 from .mb_ratio import combine_replicates, step_mb

@@ -30,12 +30,12 @@ import warnings
 import numpy as np
 from scipy import optimize as _opt
 
-from .. import blocks as _blocks
+from ..model import blocks as _blocks
 from .. import response as _response
 from .. import spectra as _spectra
-from ..coupling import displacement_table, lattice_positions
+from ..model.coupling import displacement_table, lattice_positions
 from ..errors import InputError
-from ..tensors import direction_strains, isotropic_projection, random_rotation
+from ..model.tensors import direction_strains, isotropic_projection, random_rotation
 from . import Report, script_main
 from .loading import format_table, new_figure, save_figure, write_table
 

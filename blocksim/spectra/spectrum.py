@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse
 
-from .errors import InputError
-from .response import Transitions, boltzmann
+from ..errors import InputError
+from ..response import Transitions, boltzmann
 from .superblock import SuperBlock, _int_field
 
 __all__ = ["Spectrum"]

@@ -9,7 +9,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-from .errors import InputError
+from ..errors import InputError
 from .spectrum import Spectrum
 from .superblock import SuperBlock
 

@@ -14,8 +14,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from ._numba import serial_twin
-from .errors import InputError
+from .._numba import serial_twin
+from ..errors import InputError
 from .spectrum import Spectrum
 from .superblock import SuperBlock, dipole_table
 

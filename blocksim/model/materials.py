@@ -34,7 +34,7 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import InputError, suggest
+from ..errors import InputError, suggest
 
 __all__ = [
     "Material",

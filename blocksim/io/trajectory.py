@@ -35,7 +35,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "FORMAT",
@@ -408,7 +408,7 @@ class Trajectory:
     def run_config(self):
         """The resolved run config as a validated :class:`blocksim.config.Config`."""
         if self._config is None:
-            from .config import load_config
+            from ..config import load_config
 
             self._config = load_config(self.attrs["config_toml"])
         return self._config

@@ -51,10 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from . import io as bio
-from .config import Config, load_config
-from .errors import InputError
+from .. import __version__
+from .. import io as bio
+from ..config import Config, load_config
+from ..errors import InputError
 from .observables import (  # noqa: F401  (re-exported: part of rg's documented API)
     band_weight_tensors,
     direction_vectors,
@@ -66,7 +66,7 @@ from .observables import (  # noqa: F401  (re-exported: part of rg's documented 
     reference_weights,
     response_arrays,
 )
-from .tensors import isotropic_projection, random_rotation
+from ..model.tensors import isotropic_projection, random_rotation
 
 __all__ = [
     "STREAM_INITIAL_POOL",
@@ -114,7 +114,7 @@ def stream_rng(cfg: Config, *key: int) -> np.random.Generator:
 
 def initial_pool(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """The pool of step 0: ``(energies [P0, n], stress [P0, 6, n, n])`` from :func:`blocks.make_blocks`."""
-    from .blocks import make_blocks
+    from ..model.blocks import make_blocks
 
     return make_blocks(stream_rng(cfg, STREAM_INITIAL_POOL), cfg.pool_sizes()[0], cfg.model.block_spec())
 
@@ -162,7 +162,7 @@ def _distinct_ancestors(members_history: list, pool_size: int) -> int:
 # --------------------------------------------------------------------------------------------
 def _solve_superblocks(cfg, k, pool_e, pool_t, members, table, tick):
     """Solve every super block of step k; returns per-super-block lists and warning counts."""
-    from .spectra import ResonanceWarning, assemble_superblock, solve
+    from ..spectra import ResonanceWarning, assemble_superblock, solve
 
     g_k = coupling_at_step(cfg, k)
     temps = np.asarray(cfg.observables.temperatures, dtype=float)
@@ -234,7 +234,7 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
     ``(array, units, description)``. ``lineage`` [P_k] gives the initial block carrying each pool
     block's lowest excitation; ``members_history`` the member arrays of the earlier steps.
     """
-    from .coupling import displacement_table
+    from ..model.coupling import displacement_table
 
     obs = cfg.observables
     p_k = pool_e.shape[0]

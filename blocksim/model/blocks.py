@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError, suggest
+from ..errors import InputError, suggest
 from .tensors import rotation_mandel
 
 __all__ = [

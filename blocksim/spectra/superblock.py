@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .coupling import FORMS, alpha_from_ratio, displacement_table, lattice_positions
-from .errors import InputError
-from .tensors import rotation_mandel
+from ..model.coupling import FORMS, alpha_from_ratio, displacement_table, lattice_positions
+from ..errors import InputError
+from ..model.tensors import rotation_mandel
 
 __all__ = ["SuperBlock", "assemble_superblock", "dipole_table", "sphere_positions"]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from scipy import constants as _c
 
-from .errors import InputError, suggest
+from ..errors import InputError, suggest
 
 __all__ = ["PhysicalScales", "ENERGY_UNITS", "LENGTH_UNITS", "energy_in_joule", "length_in_metre"]
 

@@ -28,11 +28,12 @@ import math
 
 import numpy as np
 
-from . import recursion, response
-from .coupling import alpha_from_ratio, delta_lambda
-from .errors import InputError
-from .spectra import Spectrum, SuperBlock
-from .tensors import direction_strains, from_mandel, to_mandel4
+from .. import response
+from . import recursion
+from ..model.coupling import alpha_from_ratio, delta_lambda
+from ..errors import InputError
+from ..spectra import Spectrum, SuperBlock
+from ..model.tensors import direction_strains, from_mandel, to_mandel4
 
 __all__ = [
     "absorption_rate_spectrum",

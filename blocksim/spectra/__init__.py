@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .exact import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, solve_exact, solve_sector
 from .perturbative import ResonanceWarning, solve_perturbative
 from .spectrum import Spectrum

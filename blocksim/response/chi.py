@@ -46,8 +46,8 @@ from typing import Iterable
 import numpy as np
 from scipy.special import dawsn
 
-from .errors import InputError
-from .tensors import direction_strains
+from ..errors import InputError
+from ..model.tensors import direction_strains
 
 __all__ = [
     "LINES",
@@ -168,7 +168,7 @@ def _omega_grid(omega, line: str) -> np.ndarray:
 
 def _line_args(line: str, width) -> float:
     if line not in LINES:
-        from .errors import suggest
+        from ..errors import suggest
 
         raise InputError(f"line = {line!r}: must be one of {', '.join(LINES)}" + suggest(str(line), LINES))
     if line == "bins":

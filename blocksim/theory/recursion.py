@@ -33,7 +33,7 @@ import numpy as np
 from scipy import constants as _const
 from scipy import optimize as _opt
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "alpha_from_ratio",

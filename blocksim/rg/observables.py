@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from .config import Config
-from .tensors import direction_strains
+from ..config import Config
+from ..model.tensors import direction_strains
 
 __all__ = [
     "AUTO_QUANTILES",
@@ -74,7 +74,7 @@ def powder_lt(tensor):
 
 def direction_vectors(directions) -> tuple[np.ndarray, np.ndarray]:
     """Mandel strains ``(e_l [n_dir, 6], e_t [n_dir, 6])`` for direction strings 'q' or 'q:p'."""
-    from .config import parse_direction
+    from ..config import parse_direction
 
     el, et = [], []
     for d in directions:
@@ -147,7 +147,7 @@ def pool_transitions(energies, stress, temperature):
 
 def response_arrays(cfg, trans_list, edges, centres):
     """Powder and directional Im χ, Re χ on the grid, mean per super block."""
-    from .response import Transitions, chi_tensor
+    from ..response import Transitions, chi_tensor
 
     obs = cfg.observables
     temps = np.asarray(obs.temperatures, dtype=float)
