@@ -13,7 +13,7 @@ References are collected in :mod:`blocksim.references`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def run(config, output=None, *, resume: bool = False, force: bool = False, progress=None):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, suggest
+from .model.tensors import parse_direction
 
 __all__ = [
     "ModelConfig",
@@ -127,40 +128,6 @@ def _dirs_check(x):
 
 def _spawn_check(x):
     return None if all(v >= 0 for v in x) else "must be a list of integers ≥ 0"
-
-
-def parse_direction(text: str):
-    """Parse ``"110"`` or ``"110:1-10"`` (Miller indices, ``-`` before a negative digit) into
-    ``(q [3], p [3] or None)`` integer tuples: propagation direction q and transverse polarization p.
-
-    Raises ValueError (with a ``must …`` message) for malformed input or p not ⟂ q.
-    """
-    def miller(s):
-        out, sign = [], 1
-        for ch in s:
-            if ch == "-":
-                if sign == -1:
-                    raise ValueError("must be Miller indices like '110' or '1-10'")
-                sign = -1
-            elif ch.isdigit():
-                out.append(sign * int(ch))
-                sign = 1
-            else:
-                raise ValueError("must be Miller indices like '110' or '110:1-10'")
-        if len(out) != 3 or sign == -1 or not any(out):
-            raise ValueError("must be three Miller indices, not all 0, like '111' or '110:1-10'")
-        return tuple(out)
-
-    if not isinstance(text, str):
-        raise ValueError("must be a string like '100' or '110:001'")
-    parts = text.split(":")
-    if len(parts) > 2:
-        raise ValueError("must be 'q' or 'q:p' (Miller indices)")
-    q = miller(parts[0])
-    p = miller(parts[1]) if len(parts) == 2 else None
-    if p is not None and sum(a * b for a, b in zip(q, p)) != 0:
-        raise ValueError("must have the polarization p perpendicular to q")
-    return q, p
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,51 @@ def _values(p_in=16, p_out=2, n=3, n_keep=2, n_t=2, n_w=5, n_dir=2):
     return v
 
 
+def _diagnostics():
+    """The diagnostics the summary reads, with made-up values."""
+    return {"weight_kept": np.array([0.5, 0.6]), "weight_kept_mean": 0.55, "level_scale": 0.3,
+            "isotropy_residual": 0.01, "pool_size": 16, "pool_distinct_ancestors": 16,
+            "pool_distinct_lineages": 16, "double_in_window_count": 0}
+
+
+def test_writer_refuses_names_outside_the_schema(tmp_path):
+    path = tmp_path / "t.h5"
+    _new(path)
+    with pytest.raises(InputError, match="not in blocksim.io.schema"):
+        bio.append_step(path, 0, _values(), dict(_diagnostics(), new_thing=1.0), {})
+    with pytest.raises(InputError, match="dtype kind"):
+        bio.append_step(path, 0, dict(_values(), members=np.zeros((2, 8))), _diagnostics(), {})
+
+
+def test_summary_grows_and_is_cut_at_a_rewritten_step(tmp_path):
+    path = tmp_path / "t.h5"
+    _new(path)
+    for k in range(3):
+        bio.append_step(path, k, dict(_values(), mb_ratio=1.0 + k), _diagnostics(), {})
+    bio.append_step(path, 1, dict(_values(), mb_ratio=9.0), _diagnostics(), {})
+    with bio.open_trajectory(path) as tr:
+        assert list(tr.summary["step"]) == [0, 1]
+        assert list(tr.summary["mb_ratio"]) == [1.0, 9.0]
+        assert tr.summary["mb_ratio_dir"].shape == (2, 2)
+
+
+def test_schema_tables_are_consistent():
+    names = [d.name for d in bio.schema.STEP]
+    assert len(set(names)) == len(names)
+    assert [f for f in bio.Step.__dataclass_fields__][1:len(names) + 1] == names
+    for table in (bio.schema.STEP, bio.schema.DIAGNOSTICS, bio.schema.SUMMARY, bio.schema.FINAL_POOL):
+        for d in table:
+            assert d.dtype in ("float64", "int64", "bool", "str") and d.units and d.description, d
+            assert d.accuracy in ("exact", "solver", "statistical"), d
+
+
+def test_docs_table_is_generated_from_the_schema():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "trajectory-format.md").read_text()
+    assert bio.schema.markdown() in doc, "docs/trajectory-format.md is out of date: paste blocksim.io.schema.markdown()"
+
+
 def _new(path):
     cfg = load_config({"run": {"seed": 1}})
     bio.create_file(path, {"config_toml": cfg.to_toml(), "seed_entropy": 1, "spawn_key": []}, cfg.to_dict())
@@ -41,9 +86,8 @@ def test_write_read_round_trip(tmp_path):
     path = tmp_path / "t.h5.part"
     _new(path)
     values = _values()
-    diag = {"weight_kept": (np.array([0.5, 0.6]), "1", "kept weight"), "pool_size": (16, "1", "pool size")}
-    summary = {"step": (np.array([0]), "1", "step index")}
-    bio.append_step(path, 0, values, diag, {"elapsed_s": 0.1}, summary)
+    diag = _diagnostics()
+    bio.append_step(path, 0, values, diag, {"elapsed_s": 0.1})
     with bio.open_trajectory(path) as tr:
         assert tr.status == "running"
         assert tr.config["run"]["seed"] == 1
@@ -60,6 +104,9 @@ def test_write_read_round_trip(tmp_path):
         assert step.diagnostics_units["weight_kept"] == "1"
         assert step.attrs["complete"]
         assert np.array_equal(tr.summary["step"], [0])
+        assert tr.summary["mb_ratio"][0] == values["mb_ratio"]
+        assert tr.summary["level_scale"][0] == diag["level_scale"]
+        assert tr.summary["im_chi_l_ref"][0] == np.mean(values["weight_l"])
         assert tr.final_pool is None
     with h5py.File(path, "r") as f:
         bad = []
@@ -71,7 +118,7 @@ def test_write_read_round_trip(tmp_path):
 def test_incomplete_step_is_not_listed(tmp_path):
     path = tmp_path / "t.h5"
     _new(path)
-    bio.append_step(path, 0, _values(), {}, {}, {})
+    bio.append_step(path, 0, _values(), _diagnostics(), {})
     with h5py.File(path, "a") as f:
         f["steps"].create_group("step_1")  # a step without complete=True (as if killed mid-write)
     with bio.open_trajectory(path) as tr:
@@ -84,7 +131,7 @@ def test_incomplete_step_is_not_listed(tmp_path):
 def test_failed_append_leaves_file_untouched(tmp_path, monkeypatch):
     path = tmp_path / "t.h5.part"
     _new(path)
-    bio.append_step(path, 0, _values(), {}, {}, {})
+    bio.append_step(path, 0, _values(), _diagnostics(), {})
     before = path.read_bytes()
     calls = {"n": 0}
     real_put = bio.put
@@ -97,7 +144,7 @@ def test_failed_append_leaves_file_untouched(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bio.trajectory, "put", flaky_put)
     with pytest.raises(KeyboardInterrupt):
-        bio.append_step(path, 1, _values(), {}, {}, {})
+        bio.append_step(path, 1, _values(), _diagnostics(), {})
     assert path.read_bytes() == before
     assert not path.with_name(path.name + ".tmp").exists()
     with bio.open_trajectory(path) as tr:
@@ -110,7 +157,7 @@ def test_missing_dataset_rejected(tmp_path):
     values = _values()
     del values["members"]
     with pytest.raises(InputError, match="members"):
-        bio.append_step(path, 0, values, {}, {}, {})
+        bio.append_step(path, 0, values, _diagnostics(), {})
 
 
 def test_reader_refuses_foreign_files(tmp_path):
@@ -136,8 +183,8 @@ def test_update_file_sets_status_and_final_pool(tmp_path):
     path = tmp_path / "t.h5"
     _new(path)
     bio.update_file(path, attrs={"status": "complete"},
-                    datasets={"final_pool/energies": (np.zeros((2, 3)), "E*", "levels"),
-                              "final_pool/stress": (np.zeros((2, 6, 3, 3)), "T*", "stress")})
+                    final_pool={"energies": np.zeros((2, 3)), "stress": np.zeros((2, 6, 3, 3)),
+                                "lineage": np.arange(2)})
     with bio.open_trajectory(path) as tr:
         assert tr.status == "complete"
         assert tr.final_pool[0].shape == (2, 3)

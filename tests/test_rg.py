@@ -1,5 +1,6 @@
-"""Tests of blocksim.rg: streams, pool strategies, reductions, the g = 0 null test and an independent
-recomputation of a super block by dense exact diagonalization."""
+"""Tests of blocksim.rg (loop, pool, step, diagnostics): streams, pool strategies, the g = 0 null test
+and an independent recomputation of a super block by dense exact diagonalization. The per-step
+observables are tested in test_observables.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from blocksim.rg import observables
 from blocksim.config import load_config
 from blocksim.model.coupling import lattice_positions, stress_coupling_mandel
 from blocksim.io import open_trajectory
-from blocksim.response import chi_components, transitions_from_levels
-from blocksim.model.tensors import isotropic_projection, rotation_mandel
+from blocksim.response import transitions_from_levels
+from blocksim.model.tensors import powder_lt, rotation_mandel
 
 
 def _cfg(**dotted):
@@ -58,93 +59,6 @@ def test_coupling_flow():
     assert rg.coupling_at_step(cfg, 2) == pytest.approx(0.08 / 64)
 
 
-def test_auto_frequency_grid_follows_spectrum():
-    cfg = _cfg(**{"observables.omega_points": 10})
-    edges, centres = observables.frequency_grid(cfg, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4, 1.0, 3.0])
-    assert edges.shape == (11,) and centres.shape == (10,)
-    assert edges[0] < 0.1 and edges[-1] > 2.9
-    assert np.allclose(np.diff(np.log(edges)), np.log(edges[1] / edges[0]))
-    assert np.allclose(centres, np.sqrt(edges[1:] * edges[:-1]))
-    fixed = load_config(cfg, {"observables.omega_min": 0.01, "observables.omega_max": 1.0})
-    e2, _ = observables.frequency_grid(fixed, [5.0], [5.0])
-    assert e2[0] == pytest.approx(0.01) and e2[-1] == pytest.approx(1.0)
-
-
-# --------------------------------------------------------------------------------------------
-# Reductions, each against an independent route
-# --------------------------------------------------------------------------------------------
-def test_powder_lt_equals_isotropic_projection_and_icosahedral_average():
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((6, 6))
-    c = a @ a.T
-    chi_l, chi_t = observables.powder_lt(c)
-    ref_l, ref_t, _ = isotropic_projection(c)
-    assert chi_l == pytest.approx(ref_l, rel=1e-13)
-    assert chi_t == pytest.approx(ref_t, rel=1e-13)
-    # third route: response.chi_components' exact icosahedral powder average on a real spectrum
-    e = np.array([0.0, 0.3, 0.7])
-    s = rng.standard_normal((6, 3, 3))
-    s = s + np.swapaxes(s, 1, 2)
-    trans = transitions_from_levels(e, s, [0.1])
-    grid = np.geomspace(0.05, 2.0, 9)
-    comp = chi_components(trans, grid, directions=(), line="bins")
-    l_, t_ = observables.powder_lt(comp["tensor"])
-    assert np.allclose(l_, comp["powder"]["l"], rtol=1e-12, atol=1e-14)
-    assert np.allclose(t_, comp["powder"]["t"], rtol=1e-12, atol=1e-14)
-
-
-def test_direction_vectors():
-    e_l, e_t = observables.direction_vectors(["100", "110:001"])
-    assert np.allclose(e_l[0], [1, 0, 0, 0, 0, 0])
-    assert np.allclose(e_t[0] @ e_t[0], 0.5)  # ‖(qp + pq)/2‖² = 1/2
-    assert np.allclose(e_t[1], [0, 0, 0, 0.5, 0.5, 0])  # q = (1,1,0)/√2, p = z → √2·(yz, xz) = 1/2
-
-
-def test_pool_transitions_match_response():
-    rng = np.random.default_rng(1)
-    e = np.sort(rng.random((4, 3)), axis=1)
-    e[:, 0] = 0.0
-    s = rng.standard_normal((4, 6, 3, 3))
-    s = s + np.swapaxes(s, 2, 3)
-    om, amp, pop, seg = observables.pool_transitions(e, s, 0.2)
-    for p in range(4):
-        tr = transitions_from_levels(e[p], s[p], [0.2])
-        sel = seg == p
-        assert np.allclose(om[sel], tr.omega)
-        assert np.allclose(amp[sel], tr.amp)
-        assert np.allclose(pop[sel], tr.population[0])
-
-
-def test_band_weight_tensors_brute_force():
-    rng = np.random.default_rng(2)
-    m = 50
-    omega = rng.uniform(-1, 2, m)
-    amp = rng.standard_normal((m, 6))
-    pop = rng.random(m)
-    seg = np.sort(rng.integers(0, 3, m))
-    band = (0.2, 1.5)
-    w = observables.band_weight_tensors(omega, amp, pop, 0.3, seg, 3, band)
-    ref = np.zeros((3, 6, 6))
-    for k in range(m):
-        if band[0] <= omega[k] < band[1]:
-            ref[seg[k]] += -np.pi * pop[k] * (1 - np.exp(-omega[k] / 0.3)) * np.outer(amp[k], amp[k])
-    assert np.allclose(w, ref, rtol=1e-12, atol=1e-14)
-
-
-def test_jackknife_ratio():
-    rng = np.random.default_rng(3)
-    wl = -rng.random(30) - 0.5
-    wt = -rng.random(30) - 0.5
-    r, err = observables.jackknife_ratio(wl, wt)
-    assert r == pytest.approx(np.sqrt(wl.sum() / wt.sum()))
-    loo = np.array([np.sqrt((wl.sum() - wl[i]) / (wt.sum() - wt[i])) for i in range(30)])
-    assert err == pytest.approx(np.sqrt(29 / 30 * np.sum((loo - loo.mean()) ** 2)))
-    # proportional samples: no scatter, no error
-    r2, err2 = observables.jackknife_ratio(2.25 * wt, wt)
-    assert r2 == pytest.approx(1.5) and err2 == pytest.approx(0.0, abs=1e-12)
-    assert np.isnan(observables.jackknife_ratio(wl[:1], wt[:1])[1])
-
-
 # --------------------------------------------------------------------------------------------
 # Whole runs
 # --------------------------------------------------------------------------------------------
@@ -181,9 +95,12 @@ def test_null_superblock_weight_is_sum_of_members(null_run):
     with open_trajectory(null_run) as tr:
         for s in tr.steps:
             temp = s.reference_temperature
-            om, amp, pop, seg = observables.pool_transitions(s.pool_energies, s.pool_stress, temp)
-            w_pool = observables.band_weight_tensors(om, amp, pop, temp, seg, s.pool_energies.shape[0], s.reference_band)
-            pl, pt = observables.powder_lt(w_pool)
+            tr_pool = transitions_from_levels(s.pool_energies, s.pool_stress, [temp])
+            n_pool = s.pool_energies.shape[0]
+            seg = np.repeat(np.arange(n_pool), tr_pool.size // n_pool)
+            w_pool = observables.band_weight_tensors(tr_pool.omega, tr_pool.amp, tr_pool.population[0], temp, seg,
+                                                     n_pool, s.reference_band)
+            pl, pt = powder_lt(w_pool)
             assert np.allclose(s.weight_l, pl[s.members].sum(axis=1), rtol=1e-10)
             assert np.allclose(s.weight_t, pt[s.members].sum(axis=1), rtol=1e-10)
             assert s.coupling_g == 0.0

@@ -287,3 +287,45 @@ def test_direction_strains_of_isotropic_tensor():
 def test_direction_strains_bad_input(q, p, field):
     with pytest.raises(InputError, match=rf"^{field} = .*must"):
         tensors.direction_strains(q, p)
+
+
+# --------------------------------------------------------------------------------------------
+# Powder average and named directions
+# --------------------------------------------------------------------------------------------
+def test_powder_lt_equals_isotropic_projection_and_icosahedral_average():
+    """Three routes to the orientation average: powder_lt, the least-squares isotropic fit, and the
+    exact icosahedral 5-design quadrature of e_l·C·e_l and the polarization-summed e_t·C·e_t."""
+    from blocksim.response import powder_directions
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 6))
+    c = a @ a.T
+    chi_l, chi_t = tensors.powder_lt(c)
+    ref_l, ref_t, _ = tensors.isotropic_projection(c)
+    assert chi_l == pytest.approx(ref_l, rel=1e-13)
+    assert chi_t == pytest.approx(ref_t, rel=1e-13)
+    acc_l = acc_t = 0.0
+    dirs = powder_directions("icosahedron")
+    for q in dirs:
+        p1 = np.linalg.svd(q[None, :])[2][1]
+        p2 = np.cross(q, p1)
+        e_l, e_t1 = tensors.direction_strains(q, p1)
+        _, e_t2 = tensors.direction_strains(q, p2)
+        acc_l += e_l @ c @ e_l
+        acc_t += 0.5 * (e_t1 @ c @ e_t1 + e_t2 @ c @ e_t2)
+    assert acc_l / len(dirs) == pytest.approx(chi_l, rel=1e-12)
+    assert acc_t / len(dirs) == pytest.approx(chi_t, rel=1e-12)
+    # batched
+    many = np.stack([c, 2 * c])
+    bl, bt = tensors.powder_lt(many)
+    assert np.allclose(bl, [chi_l, 2 * chi_l]) and np.allclose(bt, [chi_t, 2 * chi_t])
+
+
+def test_direction_vectors():
+    e_l, e_t = tensors.direction_vectors(["100", "110:001"])
+    assert np.allclose(e_l[0], [1, 0, 0, 0, 0, 0])
+    assert np.allclose(e_t[0] @ e_t[0], 0.5)  # ‖(qp + pq)/2‖² = 1/2
+    assert np.allclose(e_t[1], [0, 0, 0, 0.5, 0.5, 0])  # q = (1,1,0)/√2, p = z → √2·(yz, xz) = 1/2
+    with pytest.raises(InputError, match="direction = '11'"):
+        tensors.direction_vectors(["11"])
+

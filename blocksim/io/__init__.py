@@ -1,10 +1,15 @@
 """The I/O layer: HDF5 trajectory files (BRIEF §4).
 
+:mod:`~blocksim.io.schema` owns the file contract: one table row per dataset (name, dtype, shape,
+units, description, accuracy), from which the writer, the reader's :class:`Step` and the tables of
+docs/trajectory-format.md are generated.
+
 :func:`open_trajectory` is the reader; the writer's primitives (:func:`create_file`,
 :func:`append_step`, :func:`update_file`) are used by the RG layer. Imports only
 :mod:`blocksim.errors` and :mod:`blocksim.config`.
 """
 
+from . import schema
 from .trajectory import (
     FORMAT,
     FORMAT_VERSION,
@@ -23,6 +28,7 @@ from .trajectory import (
 )
 
 __all__ = [
+    "schema",
     "FORMAT",
     "FORMAT_VERSION",
     "STATUSES",

@@ -29,13 +29,14 @@ import datetime as _dt
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..errors import InputError
+from . import schema
 
 __all__ = [
     "FORMAT",
@@ -60,61 +61,13 @@ STATUSES = ("running", "complete", "failed")
 #: Arrays with more elements than this are stored gzip-compressed (lossless, deterministic).
 _COMPRESS_ABOVE = 1 << 16
 
-#: Datasets every step must hold (BRIEF §4); the reader treats the rest of STEP_DATASETS as optional.
-CONTRACT_STEP_DATASETS = frozenset({
-    "scale_L", "coupling_g", "omega", "temperature", "im_chi_l", "im_chi_t", "re_chi_l", "re_chi_t",
-    "mb_ratio", "mb_ratio_err", "pool/energies", "pool/stress", "superblocks/members", "superblocks/rotations",
-})
-
-#: Datasets of ``/steps/step_K``: (Step field, path inside the step group, units, description).
-STEP_DATASETS = (
-    ("scale_L", "scale_L", "L_1", "linear size L_k = N0^k of the pool blocks that enter this step"),
-    ("scale_L_out", "scale_L_out", "L_1",
-     "linear size N0·L_k of the super blocks built in this step (the scale of the response arrays)"),
-    ("coupling_g", "coupling_g", "1", "coupling g_k = g/N0^(3k) of this step (lattice spacing 1, DESIGN note 3)"),
-    ("omega", "omega", "E*", "frequency grid [n_ω], log-spaced (geometric bin centres for line='bins')"),
-    ("omega_edges", "omega_edges", "E*", "log-spaced bin edges of the grid [n_ω + 1]; omega = sqrt(e_j e_{j+1})"),
-    ("temperature", "temperature", "E*", "temperature grid [n_T] (k_B = 1)"),
-    ("im_chi_l", "im_chi_l", "T*^2/E*",
-     "powder-averaged Im χ_l(T, ω) [n_T, n_ω] of this step's super blocks, mean per super block "
-     "(V = one super block); negative for ω > 0 (Eq. 2.11)"),
-    ("im_chi_t", "im_chi_t", "T*^2/E*", "powder-averaged Im χ_t(T, ω) [n_T, n_ω], as im_chi_l"),
-    ("re_chi_l", "re_chi_l", "T*^2/E*", "powder-averaged Re χ_l(T, ω) [n_T, n_ω] from the spectral sum"),
-    ("re_chi_t", "re_chi_t", "T*^2/E*", "powder-averaged Re χ_t(T, ω) [n_T, n_ω] from the spectral sum"),
-    ("mb_ratio", "mb_ratio", "1",
-     "MB_num = sqrt(W_l/W_t), W = ∫_band Im χ dω at the reference temperature, powder average, "
-     "super blocks of this step (scale_L_out)"),
-    ("mb_ratio_err", "mb_ratio_err", "1", "jackknife standard error of mb_ratio over the super blocks"),
-    ("mb_ratio_pool", "mb_ratio_pool", "1",
-     "the same MB reference for the pool blocks entering this step (scale_L), uncoupled"),
-    ("mb_ratio_pool_err", "mb_ratio_pool_err", "1", "jackknife standard error of mb_ratio_pool over the pool"),
-    ("directions", "directional/directions", "1",
-     "propagation directions 'q' or 'q:p' (Miller indices; p = transverse polarization)"),
-    ("im_chi_l_dir", "directional/im_chi_l", "T*^2/E*", "Im χ_l along each direction [n_dir, n_T, n_ω]"),
-    ("im_chi_t_dir", "directional/im_chi_t", "T*^2/E*", "Im χ_t along each direction [n_dir, n_T, n_ω]"),
-    ("re_chi_l_dir", "directional/re_chi_l", "T*^2/E*", "Re χ_l along each direction [n_dir, n_T, n_ω]"),
-    ("re_chi_t_dir", "directional/re_chi_t", "T*^2/E*", "Re χ_t along each direction [n_dir, n_T, n_ω]"),
-    ("mb_ratio_dir", "directional/mb_ratio", "1", "MB reference along each direction [n_dir]"),
-    ("mb_ratio_dir_err", "directional/mb_ratio_err", "1", "jackknife standard error of directional mb_ratio"),
-    ("reference_temperature", "reference/temperature", "E*", "temperature of the MB reference"),
-    ("reference_band", "reference/band", "E*", "[ω_lo, ω_hi] band of the MB reference"),
-    ("weight_tensor", "reference/weight_tensor", "T*^2",
-     "per super block W_ab = ∫_band Im χ_ab dω at the reference temperature, sharp lines [P_out, 6, 6] (Mandel)"),
-    ("weight_l", "reference/weight_l", "T*^2", "per super block powder W_l [P_out]"),
-    ("weight_t", "reference/weight_t", "T*^2", "per super block powder W_t [P_out]"),
-    ("pool_energies", "pool/energies", "E*", "levels of the pool blocks entering this step [P_k, n_k], ground 0"),
-    ("pool_stress", "pool/stress", "T*",
-     "Mandel stress matrices of the pool blocks in their energy eigenbasis [P_k, 6, n_k, n_k]"),
-    ("members", "superblocks/members", "1", "pool indices of the members of each super block [P_out, N0³], "
-     "member i at lattice site i of blocksim.coupling.lattice_positions (C order)"),
-    ("rotations", "superblocks/rotations", "1",
-     "rotation R applied to each member, T → R T Rᵀ [P_out, N0³, 3, 3]"),
-    ("superblock_energies", "superblocks/energies", "E*",
-     "levels of the truncated super blocks [P_out, n_keep] (= pool of step K+1, same order)"),
-    ("superblock_stress", "superblocks/stress", "T*",
-     "total stress Σ_s T^(s) of the truncated super blocks in their eigenbasis [P_out, 6, n_keep, n_keep]"),
-)
-_STEP_FIELD_PATH = {f: p for f, p, _, _ in STEP_DATASETS}
+#: Datasets of ``/steps/step_K`` (the rows of :data:`blocksim.io.schema.STEP`).
+STEP_DATASETS = schema.STEP
+_STEP = schema.by_name(schema.STEP)
+_DIAGNOSTICS = schema.by_name(schema.DIAGNOSTICS)
+_FINAL_POOL = schema.by_name(schema.FINAL_POOL)
+#: Accepted numpy dtype kinds per schema dtype (the writer refuses anything else).
+_KINDS = {"float64": "f", "int64": "iu", "bool": "bu", "str": "OSU"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +142,7 @@ def create_file(path, root_attrs: dict, parameters: dict) -> None:
         f.attrs["format_version"] = FORMAT_VERSION
         for key, value in root_attrs.items():
             f.attrs[key] = _attr_value(value)
+        f.attrs["stream_keys"] = schema.STREAM_KEYS
         f.attrs["status"] = "running"
         par = f.create_group("parameters")
         par.attrs["description"] = "the resolved config (config_toml), one group per section"
@@ -215,26 +169,74 @@ def _atomic_edit(path, edit) -> None:
         raise
 
 
-def _write_summary(f: h5py.File, summary: dict) -> None:
-    if "summary" in f:
+def _put_row(group: h5py.Group, row: schema.Dataset, data) -> h5py.Dataset:
+    """Write ``data`` as the schema row ``row`` (its path, units and description; dtype checked)."""
+    if isinstance(data, (list, tuple)):
+        kind = "O" if all(isinstance(v, str) for v in data) else np.asarray(data).dtype.kind
+    else:
+        kind = np.asarray(data).dtype.kind
+    if kind not in _KINDS[row.dtype]:
+        raise InputError(f"dataset {row.name!r}: dtype kind {kind!r} does not match the schema's {row.dtype}")
+    return put(group, row.path, data, row.units, row.description)
+
+
+def _known(table: dict, names, what: str) -> None:
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        raise InputError(f"{what} {unknown}: not in blocksim.io.schema (add a row there first)")
+
+
+def _write_summary(f: h5py.File, step) -> None:
+    """Append the :data:`schema.SUMMARY` row of ``step`` to /summary (rows of later steps are dropped)."""
+    row = schema.summary_row(step)
+    old = f.get("summary")
+    keep = None
+    if old is not None and "step" in old:
+        keep = np.asarray(old["step"][()]) < step.index
+    columns = {}
+    for d in schema.SUMMARY:
+        if d.name == "directions":
+            columns[d.name] = list(step.directions)
+            continue
+        new = np.array([row[d.name]])
+        if keep is not None and d.path in old:
+            new = np.concatenate((old[d.path][()][keep], new))
+        columns[d.name] = new
+    if old is not None:
         del f["summary"]
     g = f.create_group("summary")
     g.attrs["description"] = "per-step arrays of the complete steps (index = step)"
-    for name, (data, units, description) in summary.items():
-        put(g, name, data, units, description)
+    for d in schema.SUMMARY:
+        _put_row(g, d, columns[d.name])
 
 
-def append_step(path, index: int, values: dict, diagnostics: dict, attrs: dict, summary: dict) -> None:
+def append_step(path, index: int, values: dict, diagnostics: dict, attrs: dict) -> None:
     """Append ``/steps/step_{index}`` atomically (copy, write, rename; see the module docstring).
 
-    ``values`` maps every Step field of :data:`STEP_DATASETS` to its array; ``diagnostics`` maps a
-    name to ``(array, units, description)`` (written under ``diagnostics/``); ``attrs`` are extra
-    step attributes; ``summary`` maps a name to ``(array, units, description)`` and replaces
-    /summary. The step attribute ``complete = True`` is written last.
+    Parameters
+    ----------
+    path : path-like
+        The ``.part`` file (created by :func:`create_file`).
+    index : int
+        Step index K.
+    values : dict
+        Every field of :data:`blocksim.io.schema.STEP` → its array or scalar.
+    diagnostics : dict
+        Diagnostic name (a row of :data:`blocksim.io.schema.DIAGNOSTICS`) → array or scalar,
+        written under ``diagnostics/``.
+    attrs : dict
+        Extra step attributes (``elapsed_s``, ``finished``).
+
+    The /summary row of the step (:func:`blocksim.io.schema.summary_row`) is appended, and the step
+    attribute ``complete = True`` is written last. Units and descriptions come from the schema;
+    a name the schema does not know raises :class:`InputError`.
     """
-    missing = [f for f, *_ in STEP_DATASETS if f not in values]
+    missing = [d.name for d in STEP_DATASETS if d.name not in values]
     if missing:
         raise InputError(f"step {index}: missing datasets {missing}")
+    _known(_STEP, values, f"step {index}: datasets")
+    _known(_DIAGNOSTICS, diagnostics, f"step {index}: diagnostics")
+    step = Step(index=index, diagnostics=dict(diagnostics), **values)
 
     def edit(f):
         steps = f.require_group("steps")
@@ -243,25 +245,29 @@ def append_step(path, index: int, values: dict, diagnostics: dict, attrs: dict, 
             del steps[name]
         g = steps.create_group(name)
         g.attrs["index"] = index
-        for fld, rel, units, description in STEP_DATASETS:
-            put(g, rel, values[fld], units, description)
-        for name_, (data, units, description) in diagnostics.items():
-            put(g, f"diagnostics/{name_}", data, units, description)
+        for row in STEP_DATASETS:
+            _put_row(g, row, values[row.name])
+        diag = g.create_group("diagnostics") if diagnostics else None
+        for name_, data in diagnostics.items():
+            _put_row(diag, _DIAGNOSTICS[name_], data)
         for key, value in attrs.items():
             g.attrs[key] = _attr_value(value)
-        _write_summary(f, summary)
+        _write_summary(f, step)
         f.flush()
         g.attrs["complete"] = True
 
     _atomic_edit(path, edit)
 
 
-def update_file(path, attrs: dict | None = None, datasets: dict | None = None) -> None:
-    """Atomically set root attributes and/or write datasets ``{path: (array, units, description)}``."""
+def update_file(path, attrs: dict | None = None, final_pool: dict | None = None) -> None:
+    """Atomically set root attributes and/or write ``/final_pool`` (``{name: array}``, :data:`schema.FINAL_POOL`)."""
+    _known(_FINAL_POOL, final_pool or {}, "final_pool")
 
     def edit(f):
-        for name, (data, units, description) in (datasets or {}).items():
-            put(f, name, data, units, description)
+        if final_pool:
+            g = f.require_group("final_pool")
+            for name, data in final_pool.items():
+                _put_row(g, _FINAL_POOL[name], data)
         for key, value in (attrs or {}).items():
             f.attrs[key] = _attr_value(value)
 
@@ -271,52 +277,29 @@ def update_file(path, attrs: dict | None = None, datasets: dict | None = None) -
 # --------------------------------------------------------------------------------------------
 # Reader
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Step:
-    """One complete coarse-graining step of a trajectory (arrays as in :data:`STEP_DATASETS`).
+def _field_type(row: schema.Dataset):
+    if row.dtype == "str":
+        return tuple
+    return float if row.shape == "()" and row.dtype == "float64" else np.ndarray
 
-    Scalars are Python floats; ``directions`` is a tuple of strings; ``diagnostics`` maps each
-    ``diagnostics/*`` name to its value (arrays, or floats for scalars); ``diagnostics_units`` to its
-    units. The response arrays and ``mb_ratio`` describe the super blocks built in this step
-    (scale ``scale_L_out``); ``pool_*`` are the blocks that entered it (scale ``scale_L``).
-    """
 
-    index: int
-    scale_L: float
-    scale_L_out: float
-    coupling_g: float
-    omega: np.ndarray
-    omega_edges: np.ndarray
-    temperature: np.ndarray
-    im_chi_l: np.ndarray
-    im_chi_t: np.ndarray
-    re_chi_l: np.ndarray
-    re_chi_t: np.ndarray
-    mb_ratio: float
-    mb_ratio_err: float
-    mb_ratio_pool: float
-    mb_ratio_pool_err: float
-    directions: tuple
-    im_chi_l_dir: np.ndarray
-    im_chi_t_dir: np.ndarray
-    re_chi_l_dir: np.ndarray
-    re_chi_t_dir: np.ndarray
-    mb_ratio_dir: np.ndarray
-    mb_ratio_dir_err: np.ndarray
-    reference_temperature: float
-    reference_band: np.ndarray
-    weight_tensor: np.ndarray
-    weight_l: np.ndarray
-    weight_t: np.ndarray
-    pool_energies: np.ndarray
-    pool_stress: np.ndarray
-    members: np.ndarray
-    rotations: np.ndarray
-    superblock_energies: np.ndarray
-    superblock_stress: np.ndarray
-    diagnostics: dict = field(default_factory=dict)
-    diagnostics_units: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)
+#: One complete coarse-graining step, generated from :data:`blocksim.io.schema.STEP`.
+Step = make_dataclass(
+    "Step",
+    [("index", int)]
+    + [(row.name, _field_type(row)) for row in schema.STEP]
+    + [(name, dict, field(default_factory=dict)) for name in ("diagnostics", "diagnostics_units", "attrs")],
+    frozen=True,
+)
+Step.__module__ = __name__
+Step.__doc__ = """One complete coarse-graining step of a trajectory (fields: the rows of :data:`blocksim.io.schema.STEP`).
+
+Scalars are Python floats; ``directions`` is a tuple of strings; ``diagnostics`` maps each
+``diagnostics/*`` name to its value (arrays, or floats for scalars); ``diagnostics_units`` to its
+units; ``attrs`` holds the step attributes. The response arrays and ``mb_ratio`` describe the super
+blocks built in this step (scale ``scale_L_out``); ``pool_*`` are the blocks that entered it
+(scale ``scale_L``). Optional datasets missing from a file are None.
+"""
 
 
 def _read(ds: h5py.Dataset):
@@ -430,10 +413,11 @@ class Trajectory:
         if g is None or not bool(g.attrs.get("complete", False)):
             raise InputError(f"step = {index}: not a complete step of {str(self.path)!r}")
         kwargs = {}
-        for fld, rel, _, _ in STEP_DATASETS:
+        for row in STEP_DATASETS:
+            fld, rel = row.name, row.path
             if rel not in g:
                 # BRIEF §4 names the required datasets; the others are extras of this writer
-                if rel in CONTRACT_STEP_DATASETS:
+                if row.required:
                     raise InputError(
                         f"{str(self.path)!r}: step_{index} lacks the required dataset {rel!r} (BRIEF §4)"
                     )

@@ -32,6 +32,11 @@ __all__ = [
     "random_rotation",
     "cubic_rotations",
     "direction_strains",
+    "parse_direction",
+    "direction_vectors",
+    "BULK_PROJECTOR",
+    "DEVIATORIC_PROJECTOR",
+    "powder_lt",
     "isotropic_projection",
     "isotropic_tensor",
     "symmetrize4",
@@ -44,6 +49,12 @@ MANDEL_WEIGHT = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0
 
 _I = np.array([p[0] for p in MANDEL_INDEX])
 _J = np.array([p[1] for p in MANDEL_INDEX])
+
+#: Isotropic projectors on Mandel 6×6 matrices: J = (1/3) δ_ij δ_kl (bulk, ‖J‖² = 1) and
+#: K = I6 − J (deviatoric, ‖K‖² = 5). They span the isotropic tensors of Eq. (2.12) of [ZL].
+BULK_PROJECTOR = np.zeros((6, 6))
+BULK_PROJECTOR[:3, :3] = 1.0 / 3.0
+DEVIATORIC_PROJECTOR = np.eye(6) - BULK_PROJECTOR
 
 
 def to_mandel(t: np.ndarray) -> np.ndarray:
@@ -193,28 +204,124 @@ def isotropic_tensor(chi_l: float, chi_t: float) -> np.ndarray:
     return m
 
 
+def powder_lt(tensor):
+    """Powder-averaged (χ_l, χ_t) of Mandel tensors: the one implementation of the orientation average.
+
+    Parameters
+    ----------
+    tensor : array_like [..., 6, 6]
+        Mandel matrices C_ab (any units; e.g. Im χ in T*²/E*).
+
+    Returns
+    -------
+    chi_l, chi_t : ndarray [...]
+        The averages of e_l·C·e_l and e_t·C·e_t over all propagation directions (and transverse
+        polarizations), in the units of ``tensor``. They equal the isotropic projection of C
+        (Eq. 2.12 of [ZL]): a = Σ J∘C, b = Σ K∘C / 5, χ_t = b/2, χ_l = a/3 + 2b/3 with J, K the
+        :data:`BULK_PROJECTOR` and :data:`DEVIATORIC_PROJECTOR`.
+    """
+    c = np.asarray(tensor, dtype=float)
+    a = np.einsum("...ab,ab->...", c, BULK_PROJECTOR)
+    b = np.einsum("...ab,ab->...", c, DEVIATORIC_PROJECTOR) / 5.0
+    return a / 3.0 + 2.0 * b / 3.0, 0.5 * b
+
+
 def isotropic_projection(c: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares isotropic fit of a 4-index tensor (Eq. 2.12).
+    """Least-squares isotropic fit of a 4-index tensor (Eq. 2.12 of [ZL]) and its residual.
 
-    ``c`` is either ``[3, 3, 3, 3]`` or a 6×6 Mandel matrix. The fit is the orthogonal projection onto
-    the span of ``δ_ij δ_kl`` and ``δ_ik δ_jl + δ_il δ_jk`` in the Frobenius (Mandel) inner product.
+    Parameters
+    ----------
+    c : array_like [3, 3, 3, 3] or [6, 6]
+        The tensor, or its Mandel matrix.
 
-    Returns ``(chi_l, chi_t, residual)`` where ``residual = ‖C − C_iso‖ / ‖C‖`` (0 for an isotropic
-    tensor; 0 is also returned for ``C = 0``).
+    Returns
+    -------
+    chi_l, chi_t : float
+        The fit: the powder average :func:`powder_lt` of the symmetrized Mandel matrix.
+    residual : float
+        ``‖C − C_iso‖ / ‖C‖`` of the orthogonal projection onto the span of ``δ_ij δ_kl`` and
+        ``δ_ik δ_jl + δ_il δ_jk`` (Frobenius = Mandel inner product); 0 for an isotropic tensor and
+        for ``C = 0``.
     """
     c = np.asarray(c, dtype=float)
     m = to_mandel4(c) if c.shape == (3, 3, 3, 3) else c
     m = 0.5 * (m + m.T)
-    # Orthogonal basis: bulk projector J = (1/3) δδ and deviatoric projector K = I6 − J.
-    jmat = np.zeros((6, 6))
-    jmat[:3, :3] = 1.0 / 3.0
-    kmat = np.eye(6) - jmat
-    a_bulk = np.sum(m * jmat) / 1.0  # ‖J‖² = 1
-    a_dev = np.sum(m * kmat) / 5.0  # ‖K‖² = 5
-    iso = a_bulk * jmat + a_dev * kmat
-    # iso = 3K_b J + 2μ K with χ_t = μ = a_dev/2 and χ_l = K_b + 4μ/3 = a_bulk/3 + 2 a_dev/3.
-    chi_t = 0.5 * a_dev
-    chi_l = a_bulk / 3.0 + 2.0 * a_dev / 3.0
+    chi_l, chi_t = powder_lt(m)
+    # iso = a_bulk J + a_dev K (the residual keeps these sums: stored diagnostics depend on their bits)
+    a_bulk = np.sum(m * BULK_PROJECTOR)  # ‖J‖² = 1
+    a_dev = np.sum(m * DEVIATORIC_PROJECTOR) / 5.0  # ‖K‖² = 5
+    iso = a_bulk * BULK_PROJECTOR + a_dev * DEVIATORIC_PROJECTOR
     norm = np.linalg.norm(m)
     residual = float(np.linalg.norm(m - iso) / norm) if norm > 0 else 0.0
     return float(chi_l), float(chi_t), residual
+
+
+def parse_direction(text: str):
+    """Parse a named direction: ``"110"`` or ``"110:1-10"`` (Miller indices, ``-`` before a negative digit).
+
+    Parameters
+    ----------
+    text : str
+        ``"q"`` or ``"q:p"``: propagation direction q and, optionally, transverse polarization p.
+
+    Returns
+    -------
+    q : tuple of 3 int
+    p : tuple of 3 int or None
+
+    Raises
+    ------
+    ValueError
+        With a ``must …`` message, for malformed input or p not ⟂ q.
+    """
+    def miller(s):
+        out, sign = [], 1
+        for ch in s:
+            if ch == "-":
+                if sign == -1:
+                    raise ValueError("must be Miller indices like '110' or '1-10'")
+                sign = -1
+            elif ch.isdigit():
+                out.append(sign * int(ch))
+                sign = 1
+            else:
+                raise ValueError("must be Miller indices like '110' or '110:1-10'")
+        if len(out) != 3 or sign == -1 or not any(out):
+            raise ValueError("must be three Miller indices, not all 0, like '111' or '110:1-10'")
+        return tuple(out)
+
+    if not isinstance(text, str):
+        raise ValueError("must be a string like '100' or '110:001'")
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise ValueError("must be 'q' or 'q:p' (Miller indices)")
+    q = miller(parts[0])
+    p = miller(parts[1]) if len(parts) == 2 else None
+    if p is not None and sum(a * b for a, b in zip(q, p)) != 0:
+        raise ValueError("must have the polarization p perpendicular to q")
+    return q, p
+
+
+def direction_vectors(directions) -> tuple[np.ndarray, np.ndarray]:
+    """Mandel strains of named directions (:func:`parse_direction`, then :func:`direction_strains`).
+
+    Parameters
+    ----------
+    directions : sequence of str
+        ``"q"`` or ``"q:p"`` strings.
+
+    Returns
+    -------
+    e_l, e_t : ndarray [n_dir, 6]
+        Longitudinal and transverse Mandel strains (dimensionless).
+    """
+    el, et = [], []
+    for d in directions:
+        try:
+            q, p = parse_direction(d)
+        except ValueError as exc:
+            raise InputError(f"direction = {d!r}: {exc}") from None
+        a, b = direction_strains(np.array(q, float), None if p is None else np.array(p, float))
+        el.append(a)
+        et.append(b)
+    return np.array(el).reshape(-1, 6), np.array(et).reshape(-1, 6)

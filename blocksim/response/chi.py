@@ -47,7 +47,7 @@ import numpy as np
 from scipy.special import dawsn
 
 from ..errors import InputError
-from ..model.tensors import direction_strains
+from ..model.tensors import direction_strains, parse_direction, powder_lt
 
 __all__ = [
     "LINES",
@@ -199,25 +199,36 @@ def _check_transitions(trans) -> Transitions:
 # Populations
 # --------------------------------------------------------------------------------------------
 def boltzmann(energies, temperatures) -> np.ndarray:
-    """Boltzmann probabilities ``p[t, m] = e^{−E_m/T_t}/Z`` ``[n_T, n]`` (energies, T in units of E*).
+    """Boltzmann probabilities ``p[t, ..., m] = e^{−E_m/T_t}/Z`` (the one implementation in blocksim).
 
-    T = 0 gives the ground-state projector; a degenerate ground state (levels within
-    1e-12·max(1, max|E|) of the lowest) shares the weight equally. Negative or non-finite
-    temperatures raise InputError.
+    Parameters
+    ----------
+    energies : array_like [n] or [P, n]
+        Levels of one system, or of P systems (each normalized on its own), units of E*.
+    temperatures : array_like [n_T]
+        Temperatures ≥ 0, units of E* (k_B = 1).
+
+    Returns
+    -------
+    ndarray [n_T, n] or [n_T, P, n]
+        T = 0 gives the ground-state projector; a degenerate ground state (levels within
+        1e-12·max(1, max|E|) of the lowest) shares the weight equally.
+
+    Raises
+    ------
+    InputError
+        Empty or non-finite energies, negative or non-finite temperatures.
     """
     e = np.asarray(energies, dtype=float)
-    if e.ndim != 1 or e.size == 0 or not np.all(np.isfinite(e)):
-        raise InputError(f"energies = {e.tolist()}: must be a non-empty 1-D list of finite numbers")
+    if e.ndim not in (1, 2) or e.size == 0 or not np.all(np.isfinite(e)):
+        raise InputError(f"energies = {e.tolist()}: must be a non-empty 1-D (or [P, n]) list of finite numbers")
     t = _temperatures(temperatures)
-    de = e - e.min()
-    p = np.empty((t.size, e.size))
-    tol = 1e-12 * max(1.0, float(np.max(np.abs(e))))
+    de = e - e.min(axis=-1, keepdims=True)
+    tol = 1e-12 * np.maximum(1.0, np.max(np.abs(e), axis=-1, keepdims=True))
+    p = np.empty((t.size,) + e.shape)
     for i, temp in enumerate(t):
-        if temp == 0.0:
-            w = (de <= tol).astype(float)
-        else:
-            w = np.exp(-de / temp)
-        p[i] = w / w.sum()
+        w = (de <= tol).astype(float) if temp == 0.0 else np.exp(-de / temp)
+        p[i] = w / w.sum(axis=-1, keepdims=True)
     return p
 
 
@@ -238,28 +249,55 @@ def thermal_factor(omega, temperatures) -> np.ndarray:
 
 
 def transitions_from_levels(energies, stress, temperatures, volume: float = 1.0) -> Transitions:
-    """All ordered transitions m → n (m ≠ n) of one closed system with Boltzmann populations.
+    """All ordered transitions m → n (m ≠ n) of closed systems with Boltzmann populations (Eq. 2.11).
 
-    ``energies`` [n] (units of E*), ``stress`` [6, n, n] Mandel components in the energy eigenbasis
-    (units of T*), ``temperatures`` [n_T] (units of E*). Transition k = (m, n) has ω_k = E_n − E_m,
-    amp[k] = stress[:, m, n], population[:, k] = p_m(T) (:func:`boltzmann`). The M = n(n − 1)
-    transitions are in row-major (m, n) order. Diagonal elements are excluded (see module docstring).
+    The one implementation of "transitions from levels" in blocksim (single blocks, pools, the
+    exact solver's eigenstates).
+
+    Parameters
+    ----------
+    energies : array_like [n] or [P, n]
+        Levels of one system or of P systems, units of E*.
+    stress : array_like [6, n, n] or [P, 6, n, n]
+        Mandel components of the stress in the energy eigenbasis, units of T*.
+    temperatures : array_like [n_T]
+        Units of E*.
+    volume : float
+        V in units of the current block volume.
+
+    Returns
+    -------
+    Transitions
+        Transition k = (m, n) has ω_k = E_n − E_m, amp[k] = stress[:, m, n], population[:, k] =
+        p_m(T) (:func:`boltzmann`, each system normalized on its own). The M = n(n − 1) transitions
+        of a system are in row-major (m, n) order; for P systems, system by system (M = P·n(n − 1)).
+        Diagonal elements are excluded (see module docstring).
     """
     e = np.asarray(energies, dtype=float)
     s = np.asarray(stress, dtype=float)
-    if e.ndim != 1 or e.size < 2:
+    batch = e.ndim == 2
+    n = e.shape[-1] if e.ndim in (1, 2) else 0
+    if e.ndim not in (1, 2) or n < 2:
         raise InputError(f"n = {e.size if e.ndim == 1 else e.shape}: must be an integer ≥ 2 (energies [n])")
-    n = e.size
-    if s.shape != (6, n, n):
-        raise InputError(f"stress shape = {s.shape}: must be [6, {n}, {n}] to match energies [{n}]")
+    want = (e.shape[0], 6, n, n) if batch else (6, n, n)
+    if s.shape != want:
+        raise InputError(f"stress shape = {s.shape}: must be {list(want)} to match energies {list(e.shape)}")
     if not np.all(np.isfinite(s)):
         raise InputError("stress: must contain only finite numbers")
     p = boltzmann(e, temperatures)
     m_idx, n_idx = np.nonzero(~np.eye(n, dtype=bool))
+    if not batch:
+        return Transitions(
+            omega=e[n_idx] - e[m_idx],
+            amp=s[:, m_idx, n_idx].T,
+            population=p[:, m_idx],
+            temperatures=_temperatures(temperatures),
+            volume=volume,
+        )
     return Transitions(
-        omega=e[n_idx] - e[m_idx],
-        amp=s[:, m_idx, n_idx].T,
-        population=p[:, m_idx],
+        omega=(e[:, n_idx] - e[:, m_idx]).reshape(-1),
+        amp=np.moveaxis(s[:, :, m_idx, n_idx], 1, 2).reshape(-1, 6),
+        population=p[:, :, m_idx].reshape(p.shape[0], -1),
         temperatures=_temperatures(temperatures),
         volume=volume,
     )
@@ -437,13 +475,6 @@ def chi_tensor(
 # --------------------------------------------------------------------------------------------
 # Directions and powder average
 # --------------------------------------------------------------------------------------------
-_NAMED = {
-    "100": (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])),
-    "110": (np.array([1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
-    "111": (np.array([1.0, 1.0, 1.0]), np.array([1.0, -1.0, 0.0])),
-}
-
-
 def powder_directions(quadrature="icosahedron") -> np.ndarray:
     """Unit propagation directions ``[K, 3]`` for the powder (orientation) average, equal weights.
 
@@ -490,36 +521,49 @@ def _contract(tensor, e):
 def chi_components(
     trans,
     omega,
-    directions=("100", "110", "111"),
+    directions=("100", "110:001", "110:1-10", "111"),
     *,
     quantity: str = "im_chi",
     line: str = "lorentzian",
     width=None,
     form: str = "detailed_balance",
-    powder="icosahedron",
 ) -> dict:
-    """Longitudinal and transverse response along named directions and powder-averaged.
+    """Longitudinal and transverse response along named directions and powder-averaged (Eq. 2.11, 2.12).
 
-    ``directions``: Miller-index strings "100", "110", "111" or 3-vectors (keyed by their string).
-    For each direction q: ``"l"`` = e_l·χ·e_l (χ_qqqq) and, with two orthonormal polarizations
-    p1, p2 ⊥ q, ``"t1"``, ``"t2"`` = χ_qp qp and ``"t"`` = their mean (e_l, e_t from
-    :func:`tensors.direction_strains`). Named polarizations: [100]: p1 = [010]; [110]: p1 = [001],
-    p2 = [1−10]/√2 (the two differ on a cubic lattice); [111]: p1 = [1−10]/√2. ``"powder"`` holds the
-    same keys averaged over :func:`powder_directions` (default exact icosahedral 5-design).
+    Parameters
+    ----------
+    trans : Transitions
+    omega : array_like
+        Frequency grid (bin edges for ``line = "bins"``), units of E*.
+    directions : sequence
+        Strings ``"q"`` or ``"q:p"`` (Miller indices, :func:`blocksim.model.tensors.parse_direction`)
+        or 3-vectors (keyed by their string).
+    quantity : {"im_chi", "im_chi_tilde", "re_chi"}
+    line, width, form
+        As in :func:`chi_tensor`.
 
-    Returns ``{name: {"q": q, "l": [n_T, n_ω], "t": ..., "t1": ..., "t2": ...}, ..., "powder": {...},
-    "tensor": [n_T, n_ω, 6, 6]}``; ``quantity`` ∈ {"im_chi", "im_chi_tilde", "re_chi"}.
-    "MB" in blocksim means :func:`mb_ratio` of the powder "l" and "t" Im χ (DESIGN).
+    Returns
+    -------
+    dict
+        ``{name: {"q": q, "l": [n_T, n_ω], "t": ..., "t1": ..., "t2": ...}, ..., "powder": {...},
+        "tensor": [n_T, n_ω, 6, 6]}``. For each direction q: ``"l"`` = e_l·χ·e_l (χ_qqqq); with
+        orthonormal polarizations p1 (the given p, else a fixed vector ⊥ q) and p2 = q × p1,
+        ``"t1"``, ``"t2"`` = χ_qp qp and ``"t"`` = their mean (e_l, e_t from
+        :func:`~blocksim.model.tensors.direction_strains`). ``"powder"`` holds the orientation average
+        :func:`~blocksim.model.tensors.powder_lt` ("t1" = "t2" = "t" by isotropy). "MB" in blocksim
+        means :func:`mb_ratio` of the powder "l" and "t" Im χ (DESIGN). Units: those of χ,
+        T*²/E* per volume V.
     """
     tensor = chi_tensor(trans, omega, quantity=quantity, line=line, width=width, form=form)
     result: dict = {"tensor": tensor}
     items = []
     for d in directions:
         if isinstance(d, str):
-            if d not in _NAMED:
-                raise InputError(f"directions = {d!r}: named directions are {', '.join(_NAMED)} (or give a 3-vector)")
-            q, p1 = _NAMED[d]
-            items.append((d, q, p1))
+            try:
+                q, p1 = parse_direction(d)
+            except ValueError as exc:
+                raise InputError(f"directions = {d!r}: {exc}") from None
+            items.append((d, np.array(q, float), None if p1 is None else np.array(p1, float)))
         else:
             q = np.asarray(d, dtype=float)
             if q.shape != (3,) or not np.all(np.isfinite(q)) or not np.linalg.norm(q) > 0:
@@ -531,20 +575,8 @@ def chi_components(
         _, e_t2 = direction_strains(q, p2)
         t1, t2 = _contract(tensor, e_t1), _contract(tensor, e_t2)
         result[name] = {"q": q, "l": _contract(tensor, e_l), "t1": t1, "t2": t2, "t": 0.5 * (t1 + t2)}
-    dirs = powder_directions(powder)
-    acc = {"l": 0.0, "t1": 0.0, "t2": 0.0}
-    for q in dirs:
-        q, p1, p2 = _two_polarizations(q)
-        e_l, e_t1 = direction_strains(q, p1)
-        _, e_t2 = direction_strains(q, p2)
-        acc["l"] = acc["l"] + _contract(tensor, e_l)
-        acc["t1"] = acc["t1"] + _contract(tensor, e_t1)
-        acc["t2"] = acc["t2"] + _contract(tensor, e_t2)
-    k = len(dirs)
-    powder_res = {key: val / k for key, val in acc.items()}
-    powder_res["t"] = 0.5 * (powder_res["t1"] + powder_res["t2"])
-    powder_res["directions"] = dirs
-    result["powder"] = powder_res
+    chi_l, chi_t = powder_lt(tensor)
+    result["powder"] = {"l": chi_l, "t": chi_t, "t1": chi_t, "t2": chi_t}
     return result
 
 

@@ -11,17 +11,14 @@ import math
 
 import numpy as np
 
-from ..config import Config
-from ..model.tensors import direction_strains
+from ..model.tensors import powder_lt
+from ..response import Transitions, chi_tensor
 
 __all__ = [
     "AUTO_QUANTILES",
     "frequency_grid",
-    "powder_lt",
-    "direction_vectors",
     "band_weight_tensors",
     "jackknife_ratio",
-    "pool_transitions",
     "response_arrays",
     "reference_weights",
     "mb_from_weights",
@@ -32,57 +29,41 @@ __all__ = [
 AUTO_QUANTILES = (0.02, 0.98)
 AUTO_PAD_LO, AUTO_PAD_HI = 0.5, 2.0
 
-# Isotropic projectors on Mandel 6×6 matrices: J = bulk, K = deviatoric (tensors.isotropic_projection).
-_J = np.zeros((6, 6))
-_J[:3, :3] = 1.0 / 3.0
-_K = np.eye(6) - _J
+def frequency_grid(lowest_gaps, excitations, n_points: int, omega_min="auto", omega_max="auto"):
+    """Log-spaced frequency grid of one RG step.
 
+    Parameters
+    ----------
+    lowest_gaps : array_like [P_out]
+        Lowest excitation energy of each super block of the step, units of E*.
+    excitations : array_like
+        All excitation energies (from the ground state) of the step's super blocks, units of E*.
+    n_points : int
+        Number of grid points n_ω (bins for ``line = "bins"``).
+    omega_min, omega_max : float or "auto"
+        Grid limits in units of E*. ``"auto"``: ω_min = 0.5 × (2% quantile of ``lowest_gaps``),
+        ω_max = 2 × (98% quantile of ``excitations``) (non-positive values ignored).
 
-def frequency_grid(cfg: Config, lowest_gaps, excitations) -> tuple[np.ndarray, np.ndarray]:
-    """Log-spaced grid ``(edges [n+1], centres [n])`` in units of E*; centres are geometric means.
-
-    ``"auto"`` limits: ω_min = 0.5 × (2% quantile of ``lowest_gaps``), ω_max = 2 × (98% quantile of
-    ``excitations``), both over the step's super blocks (non-positive values ignored).
+    Returns
+    -------
+    edges : ndarray [n_ω + 1]
+        Log-spaced bin edges, units of E*.
+    centres : ndarray [n_ω]
+        Geometric means of neighbouring edges, units of E*.
     """
-    obs = cfg.observables
     gaps = np.asarray(lowest_gaps, dtype=float)
     exc = np.asarray(excitations, dtype=float)
     gaps, exc = gaps[gaps > 0], exc[exc > 0]
-    lo = obs.omega_min
-    hi = obs.omega_max
+    lo = omega_min
+    hi = omega_max
     if lo == "auto":
         lo = AUTO_PAD_LO * float(np.quantile(gaps, AUTO_QUANTILES[0])) if gaps.size else 1e-3
     if hi == "auto":
         hi = AUTO_PAD_HI * float(np.quantile(exc, AUTO_QUANTILES[1])) if exc.size else 1.0
     if not hi > lo:
         hi = 10.0 * lo
-    edges = np.geomspace(lo, hi, obs.omega_points + 1)
+    edges = np.geomspace(lo, hi, n_points + 1)
     return edges, np.sqrt(edges[1:] * edges[:-1])
-
-
-def powder_lt(tensor):
-    """Powder-averaged (χ_l, χ_t) of Mandel tensors ``[..., 6, 6]``.
-
-    The orientation average of e_l·C·e_l and e_t·C·e_t equals the isotropic projection of C
-    (:func:`tensors.isotropic_projection`): a = Σ J∘C, b = Σ K∘C / 5, χ_t = b/2, χ_l = a/3 + 2b/3.
-    """
-    c = np.asarray(tensor, dtype=float)
-    a = np.einsum("...ab,ab->...", c, _J)
-    b = np.einsum("...ab,ab->...", c, _K) / 5.0
-    return a / 3.0 + 2.0 * b / 3.0, 0.5 * b
-
-
-def direction_vectors(directions) -> tuple[np.ndarray, np.ndarray]:
-    """Mandel strains ``(e_l [n_dir, 6], e_t [n_dir, 6])`` for direction strings 'q' or 'q:p'."""
-    from ..config import parse_direction
-
-    el, et = [], []
-    for d in directions:
-        q, p = parse_direction(d)
-        a, b = direction_strains(np.array(q, float), None if p is None else np.array(p, float))
-        el.append(a)
-        et.append(b)
-    return np.array(el).reshape(-1, 6), np.array(et).reshape(-1, 6)
 
 
 def band_weight_tensors(omega, amp, population, temperature, segments, n_segments, band):
@@ -126,45 +107,45 @@ def jackknife_ratio(w_l, w_t) -> tuple[float, float]:
     return ratio, err
 
 
-def pool_transitions(energies, stress, temperature):
-    """All transitions m → n (m ≠ n) of every pool block at one temperature (uncoupled blocks).
-
-    Returns ``(omega [P·n(n−1)], amp [.., 6], population [..], segments [..])`` with Boltzmann
-    populations of each block (the vectorized form of :func:`response.transitions_from_levels`).
-    """
-    e = np.asarray(energies, dtype=float)
-    s = np.asarray(stress, dtype=float)
-    p_count, n = e.shape
-    boltz = np.exp(-(e - e[:, :1]) / temperature)
-    boltz /= boltz.sum(axis=1, keepdims=True)
-    m_idx, n_idx = np.nonzero(~np.eye(n, dtype=bool))
-    omega = (e[:, n_idx] - e[:, m_idx]).reshape(-1)
-    amp = np.moveaxis(s[:, :, m_idx, n_idx], 1, 2).reshape(-1, 6)
-    pop = boltz[:, m_idx].reshape(-1)
-    seg = np.repeat(np.arange(p_count), m_idx.size)
-    return omega, amp, pop, seg
-
-
-def response_arrays(cfg, trans_list, edges, centres):
-    """Powder and directional Im χ, Re χ on the grid, mean per super block."""
-    from ..response import Transitions, chi_tensor
-
-    obs = cfg.observables
-    temps = np.asarray(obs.temperatures, dtype=float)
-    trans = Transitions(
+def _joined(trans_list):
+    """The transitions of all super blocks of a step as one list, V = number of super blocks."""
+    return Transitions(
         omega=np.concatenate([t.omega for t in trans_list]),
         amp=np.concatenate([t.amp for t in trans_list]),
         population=np.concatenate([t.population for t in trans_list], axis=1),
-        temperatures=temps,
+        temperatures=trans_list[0].temperatures,
         volume=float(len(trans_list)),
     )
-    if obs.line == "bins":
-        grid, width = edges, None
-    else:
-        grid, width = centres, obs.width * edges[0]
-    im = chi_tensor(trans, grid, quantity="im_chi", line=obs.line, width=width)
-    re = chi_tensor(trans, grid, quantity="re_chi", line=obs.line, width=width)
-    e_l, e_t = direction_vectors(obs.directions)
+
+
+def response_arrays(trans_list, edges, centres, e_l, e_t, *, line: str, width=None) -> dict:
+    """Powder and directional Im χ, Re χ (Eq. 2.11) of a step's super blocks, mean per super block.
+
+    Parameters
+    ----------
+    trans_list : list of Transitions
+        One :class:`~blocksim.response.Transitions` per super block (same temperatures [n_T]).
+    edges, centres : ndarray [n_ω + 1], [n_ω]
+        The grid of :func:`frequency_grid`, units of E*.
+    e_l, e_t : ndarray [n_dir, 6]
+        Mandel strains of the directions (:func:`direction_vectors`).
+    line : str
+        ``"bins"`` (binned spectral weights over ``edges``), ``"lorentzian"`` or ``"gaussian"``
+        (evaluated at ``centres``).
+    width : float, optional
+        Line width in units of E* (not used for ``"bins"``).
+
+    Returns
+    -------
+    dict
+        ``im_chi_l``, ``im_chi_t``, ``re_chi_l``, ``re_chi_t`` [n_T, n_ω] (powder average,
+        :func:`~blocksim.model.tensors.powder_lt`) and the same with suffix ``_dir``
+        [n_dir, n_T, n_ω], in units of T*²/E* per super block; Im χ < 0 for ω > 0.
+    """
+    trans = _joined(trans_list)
+    grid = edges if line == "bins" else centres
+    im = chi_tensor(trans, grid, quantity="im_chi", line=line, width=width)
+    re = chi_tensor(trans, grid, quantity="re_chi", line=line, width=width)
     res = {}
     res["im_chi_l"], res["im_chi_t"] = powder_lt(im)
     res["re_chi_l"], res["re_chi_t"] = powder_lt(re)
@@ -175,18 +156,38 @@ def response_arrays(cfg, trans_list, edges, centres):
     return res
 
 
-def reference_weights(cfg, trans_list, band):
-    """Per-super-block band weight tensors ``[P_out, 6, 6]`` at the reference temperature."""
-    t_index = list(cfg.observables.temperatures).index(cfg.reference_temperature)
+def reference_weights(trans_list, t_index: int, band) -> np.ndarray:
+    """Per-super-block band weight tensors ``[P_out, 6, 6]`` (T*²) at temperature ``t_index``.
+
+    ``trans_list`` holds one :class:`~blocksim.response.Transitions` per super block; the
+    reference temperature is ``trans_list[0].temperatures[t_index]`` (E*); ``band`` = (ω_lo, ω_hi)
+    in E*. See :func:`band_weight_tensors`.
+    """
+    temperature = float(trans_list[0].temperatures[t_index])
     omega = np.concatenate([t.omega for t in trans_list])
     amp = np.concatenate([t.amp for t in trans_list])
     pop = np.concatenate([t.population[t_index] for t in trans_list])
     seg = np.repeat(np.arange(len(trans_list)), [t.size for t in trans_list])
-    return band_weight_tensors(omega, amp, pop, cfg.reference_temperature, seg, len(trans_list), band)
+    return band_weight_tensors(omega, amp, pop, temperature, seg, len(trans_list), band)
 
 
 def mb_from_weights(w, e_l, e_t):
-    """Powder and per-direction MB (with jackknife errors) from band weight tensors ``[P, 6, 6]``."""
+    """Powder and per-direction MB with jackknife errors from band weight tensors.
+
+    Parameters
+    ----------
+    w : ndarray [P, 6, 6]
+        Band weight tensors W_ab (T*²), one per super block (:func:`reference_weights`).
+    e_l, e_t : ndarray [n_dir, 6]
+        Mandel strains of the directions.
+
+    Returns
+    -------
+    tuple
+        ``(w_l [P], w_t [P], mb, mb_err, mb_dir [n_dir], mb_dir_err [n_dir])``: the powder weights
+        (:func:`~blocksim.model.tensors.powder_lt`), MB = sqrt(ΣW_l/ΣW_t) and its delete-one jackknife
+        error (:func:`jackknife_ratio`), and the same along each direction.
+    """
     wl, wt = powder_lt(w)
     mb, err = jackknife_ratio(wl, wt)
     dl = np.einsum("da,pab,db->dp", e_l, w, e_l)

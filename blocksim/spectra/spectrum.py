@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import InputError
-from ..response import Transitions, boltzmann
+from ..response import Transitions, boltzmann, transitions_from_levels
 from .superblock import SuperBlock, _int_field
 
 __all__ = ["Spectrum"]
@@ -104,10 +104,10 @@ class Spectrum:
         """
         temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
         if self._pop_weights is None:
-            return _closed_system_transitions(self.energies, self._full_stress, temps)
+            return transitions_from_levels(self.energies, self._full_stress, temps)
         sb = self._sb
         m_energies, m_stress = self.members
-        p_members = _member_boltzmann(m_energies, temps)  # [n_T, N, n]
+        p_members = boltzmann(m_energies, temps)  # [n_T, N, n]
         w = self._pop_weights[1:]  # [K-1, N], dense (sector solver) or sparse (perturbative)
         if scipy.sparse.issparse(w):
             norm = np.maximum(np.asarray(w.sum(axis=1)).ravel(), 1e-300)
@@ -131,37 +131,3 @@ class Spectrum:
             population=np.concatenate([pop0, pop2], axis=1),
             temperatures=temps,
         )
-
-
-def _member_boltzmann(energies, temps) -> np.ndarray:
-    """:func:`blocksim.response.boltzmann` for every member at once: ``[n_T, N, n]``.
-
-    Same arithmetic per member as ``boltzmann(energies[s], temps)`` (a loop over members is O(N)
-    Python calls, 1 s at N = 32768).
-    """
-    e = np.asarray(energies, dtype=float)
-    if not np.all(np.isfinite(e)):
-        raise InputError("member energies: must be finite numbers")
-    temps = np.atleast_1d(np.asarray(temps, dtype=float))
-    boltzmann(e[0], temps)  # validates the temperatures (InputError) as the per-member call does
-    de = e - e.min(axis=1, keepdims=True)
-    tol = 1e-12 * np.maximum(1.0, np.max(np.abs(e), axis=1, keepdims=True))
-    p = np.empty((temps.size,) + e.shape)
-    for i, temp in enumerate(temps):
-        w = (de <= tol).astype(float) if temp == 0.0 else np.exp(-de / temp)
-        p[i] = w / w.sum(axis=1, keepdims=True)
-    return p
-
-
-def _closed_system_transitions(energies, stress, temps) -> Transitions:
-    p = boltzmann(energies, temps)  # [n_T, K]
-    k = len(energies)
-    mi, ni = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    sel = mi != ni
-    mi, ni = mi[sel], ni[sel]
-    return Transitions(
-        omega=energies[ni] - energies[mi],
-        amp=np.moveaxis(stress[:, mi, ni], 0, -1),
-        population=p[:, mi],
-        temperatures=temps,
-    )

@@ -1,0 +1,198 @@
+"""One coarse-graining step (BRIEF §1.5; Eq. 3.8, 4.1 of [ZL]): solve, measure, truncate.
+
+Step k takes the pool at scale L_k = N0^k, builds its super blocks (members
+:func:`~blocksim.rg.pool.step_members`, rotations :func:`~blocksim.rg.pool.step_rotations`, coupling
+g_k = g/N0^(3k)), solves each one (:func:`blocksim.spectra.solve`), measures the response
+(:mod:`blocksim.rg.observables`) and truncates each super block to its lowest ``n_keep`` levels
+(:meth:`blocksim.spectra.Spectrum.truncate`): the truncated super blocks, in order, are the pool of
+step k+1. The values returned are the rows of :data:`blocksim.io.schema.STEP` and
+:data:`~blocksim.io.schema.DIAGNOSTICS`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config
+from ..errors import InputError
+from ..model.coupling import displacement_table
+from ..model.tensors import direction_vectors, powder_lt
+from ..response import transitions_from_levels
+from ..spectra import ResonanceWarning, assemble_superblock, solve
+from .diagnostics import step_diagnostics
+from .observables import (
+    band_weight_tensors,
+    frequency_grid,
+    jackknife_ratio,
+    mb_from_weights,
+    reference_weights,
+    response_arrays,
+)
+from .pool import coupling_at_step, step_members, step_rotations
+
+__all__ = ["StepResult", "compute_step", "solve_superblocks"]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step hands over: the file's arrays and the next pool.
+
+    Attributes
+    ----------
+    values : dict
+        Every field of :data:`blocksim.io.schema.STEP` → array or scalar.
+    diagnostics : dict
+        Diagnostic name (:data:`blocksim.io.schema.DIAGNOSTICS`) → array or scalar.
+    pool_energies, pool_stress : ndarray [P_out, n_keep], [P_out, 6, n_keep, n_keep]
+        The truncated super blocks: the pool of the next step (E*, T*).
+    lineage : ndarray [P_out]
+        Lowest-gap lineage of the next pool.
+    """
+
+    values: dict
+    diagnostics: dict
+    pool_energies: np.ndarray
+    pool_stress: np.ndarray
+    lineage: np.ndarray
+
+
+def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick) -> dict:
+    """Solve and truncate every super block of step k.
+
+    Returns per-super-block lists (``rotations``, ``trans``, ``energies``, ``stress``, ``trunc``,
+    ``solver``, ``gaps``, ``exc``, ``lead``) and the count ``n_resonance_warnings``. ``tick()`` is
+    called after each super block (progress).
+    """
+    g_k = coupling_at_step(cfg, k)
+    temps = np.asarray(cfg.observables.temperatures, dtype=float)
+    n_keep = cfg.rg.n_keep
+    out = {"rotations": [], "trans": [], "energies": [], "stress": [], "trunc": [], "solver": [],
+           "gaps": [], "exc": [], "lead": []}
+    n_res_warn = 0
+    for j in range(members.shape[0]):
+        rot = step_rotations(cfg, k, j)
+        idx = members[j]
+        sb = assemble_superblock(pool_e[idx], pool_t[idx], rot, cfg.lattice.n0, g_k, cfg.model.cl_over_ct,
+                                 cfg.model.form, table=table)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec = solve(sb, cfg.solver.method, resonance_threshold=cfg.solver.resonance_threshold,
+                         include_doubles=cfg.solver.include_doubles)
+        for w in caught:
+            if issubclass(w.category, ResonanceWarning):
+                n_res_warn += 1
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if len(spec.energies) < n_keep + 0:
+            raise InputError(
+                f"rg.n_keep = {n_keep}: super block {j} of step {k} has only {len(spec.energies)} computed states"
+            )
+        window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
+        e_new, t_new, diag = spec.truncate(n_keep, window)
+        if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
+            raise RuntimeError(
+                f"solver {cfg.solver.method!r} returned non-finite levels or stress for super block {j} of "
+                f"step {k} (members {idx.tolist()}); the run stops rather than propagate NaN"
+            )
+        reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
+        if reordered:
+            # a first-order excitation fell below the dressed ground state: the lowest kept level
+            # becomes the new block's ground state (counted in diagnostics/ground_reordered)
+            order = np.argsort(e_new, kind="stable")
+            e_new = e_new[order] - e_new[order[0]]
+            t_new = t_new[:, order][:, :, order]
+        diag = dict(diag, ground_reordered=reordered)
+        out["rotations"].append(rot)
+        out["trans"].append(spec.transitions(temps))
+        out["energies"].append(e_new)
+        out["stress"].append(t_new)
+        out["trunc"].append(diag)
+        out["solver"].append(dict(spec.diagnostics))
+        out["gaps"].append(spec.energies[1])
+        out["exc"].append(spec.energies[1:])
+        out["lead"].append(_lead_member(spec, pool_e[idx]))
+        tick()
+    out["n_resonance_warnings"] = n_res_warn
+    return out
+
+
+def _lead_member(spec, member_energies) -> int:
+    """Member whose excitation dominates the super block's first excited state."""
+    labels = getattr(spec, "labels", None)
+    if labels is not None and len(labels) > 1:
+        excited = np.nonzero(np.asarray(labels[1]))[0]
+        if excited.size:
+            return int(excited[0])
+    return int(np.argmin(member_energies[:, 1]))
+
+
+def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, tick=lambda: None) -> StepResult:
+    """Run step k on the pool ``(pool_e [P_k, n], pool_t [P_k, 6, n, n])``.
+
+    ``lineage`` [P_k] gives the initial block carrying each pool block's lowest excitation;
+    ``members_history`` the member arrays of the earlier steps. Returns a :class:`StepResult`.
+    """
+    obs = cfg.observables
+    p_k = pool_e.shape[0]
+    members = step_members(cfg, k, p_k)
+    table = displacement_table(cfg.lattice.n0, cfg.model.cl_over_ct, cfg.model.form)
+    sol = solve_superblocks(cfg, k, pool_e, pool_t, members, table, tick)
+    p_out = members.shape[0]
+
+    # the ω grid, the response arrays and the MB reference of the super blocks
+    edges, centres = frequency_grid(sol["gaps"], np.concatenate(sol["exc"]), obs.omega_points,
+                                    obs.omega_min, obs.omega_max)
+    span = np.log(edges[-1] / edges[0])
+    band = tuple(float(edges[0] * np.exp(f * span)) for f in obs.reference_band)
+    e_l, e_t = direction_vectors(obs.directions)
+    width = None if obs.line == "bins" else obs.width * edges[0]
+    resp = response_arrays(sol["trans"], edges, centres, e_l, e_t, line=obs.line, width=width)
+    t_ref = cfg.reference_temperature
+    w = reference_weights(sol["trans"], list(obs.temperatures).index(t_ref), band)
+    wl, wt, mb, mb_err, mb_dir, mb_dir_err = mb_from_weights(w, e_l, e_t)
+
+    # the same reference for the uncoupled pool blocks
+    pool_tr = transitions_from_levels(pool_e, pool_t, [t_ref])
+    seg = np.repeat(np.arange(p_k), pool_tr.size // p_k)
+    w_pool = band_weight_tensors(pool_tr.omega, pool_tr.amp, pool_tr.population[0], t_ref, seg, p_k, band)
+    mb_pool, mb_pool_err = jackknife_ratio(*powder_lt(w_pool))
+
+    new_e = np.array(sol["energies"])
+    new_t = np.array(sol["stress"])
+    lead = np.array(sol["lead"], dtype=np.int64)
+    new_lineage = lineage[members[np.arange(p_out), lead]]
+
+    values = {
+        "scale_L": float(cfg.lattice.n0**k),
+        "scale_L_out": float(cfg.lattice.n0 ** (k + 1)),
+        "coupling_g": coupling_at_step(cfg, k),
+        "omega": centres,
+        "omega_edges": edges,
+        "temperature": np.asarray(obs.temperatures, dtype=float),
+        **resp,
+        "mb_ratio": mb,
+        "mb_ratio_err": mb_err,
+        "mb_ratio_pool": mb_pool,
+        "mb_ratio_pool_err": mb_pool_err,
+        "directions": list(obs.directions),
+        "mb_ratio_dir": mb_dir,
+        "mb_ratio_dir_err": mb_dir_err,
+        "reference_temperature": float(t_ref),
+        "reference_band": np.array(band),
+        "weight_tensor": w,
+        "weight_l": wl,
+        "weight_t": wt,
+        "pool_energies": pool_e,
+        "pool_stress": pool_t,
+        "members": members,
+        "rotations": np.array(sol["rotations"]),
+        "superblock_energies": new_e,
+        "superblock_stress": new_t,
+    }
+    diagnostics = step_diagnostics(k, sol, pool_e, pool_t, lineage, new_lineage, members_history,
+                                   diversity_warn=cfg.rg.diversity_warn,
+                                   warn_collapse=cfg.rg.pool_strategy == "resample")
+    return StepResult(values, diagnostics, new_e, new_t, new_lineage)

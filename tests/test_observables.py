@@ -1,0 +1,70 @@
+"""Tests of blocksim.rg.observables: the ω grid, band weights, jackknife errors and the powder
+average, each against an independent route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blocksim.response import transitions_from_levels
+from blocksim.rg import observables
+
+
+def test_auto_frequency_grid_follows_spectrum():
+    edges, centres = observables.frequency_grid([0.1, 0.2, 0.4], [0.1, 0.2, 0.4, 1.0, 3.0], 10)
+    assert edges.shape == (11,) and centres.shape == (10,)
+    assert edges[0] < 0.1 and edges[-1] > 2.9
+    assert np.allclose(np.diff(np.log(edges)), np.log(edges[1] / edges[0]))
+    assert np.allclose(centres, np.sqrt(edges[1:] * edges[:-1]))
+    e2, _ = observables.frequency_grid([5.0], [5.0], 10, 0.01, 1.0)
+    assert e2[0] == pytest.approx(0.01) and e2[-1] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Reductions, each against an independent route
+# --------------------------------------------------------------------------------------------
+def test_batched_transitions_match_per_block_transitions():
+    """The pool's transitions (one batched call) are each block's own, block by block."""
+    rng = np.random.default_rng(1)
+    e = np.sort(rng.random((4, 3)), axis=1)
+    e[:, 0] = 0.0
+    s = rng.standard_normal((4, 6, 3, 3))
+    s = s + np.swapaxes(s, 2, 3)
+    pool = transitions_from_levels(e, s, [0.2])
+    seg = np.repeat(np.arange(4), pool.size // 4)
+    for p in range(4):
+        tr = transitions_from_levels(e[p], s[p], [0.2])
+        sel = seg == p
+        assert np.array_equal(pool.omega[sel], tr.omega)
+        assert np.array_equal(pool.amp[sel], tr.amp)
+        assert np.array_equal(pool.population[0, sel], tr.population[0])
+
+
+def test_band_weight_tensors_brute_force():
+    rng = np.random.default_rng(2)
+    m = 50
+    omega = rng.uniform(-1, 2, m)
+    amp = rng.standard_normal((m, 6))
+    pop = rng.random(m)
+    seg = np.sort(rng.integers(0, 3, m))
+    band = (0.2, 1.5)
+    w = observables.band_weight_tensors(omega, amp, pop, 0.3, seg, 3, band)
+    ref = np.zeros((3, 6, 6))
+    for k in range(m):
+        if band[0] <= omega[k] < band[1]:
+            ref[seg[k]] += -np.pi * pop[k] * (1 - np.exp(-omega[k] / 0.3)) * np.outer(amp[k], amp[k])
+    assert np.allclose(w, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_jackknife_ratio():
+    rng = np.random.default_rng(3)
+    wl = -rng.random(30) - 0.5
+    wt = -rng.random(30) - 0.5
+    r, err = observables.jackknife_ratio(wl, wt)
+    assert r == pytest.approx(np.sqrt(wl.sum() / wt.sum()))
+    loo = np.array([np.sqrt((wl.sum() - wl[i]) / (wt.sum() - wt[i])) for i in range(30)])
+    assert err == pytest.approx(np.sqrt(29 / 30 * np.sum((loo - loo.mean()) ** 2)))
+    # proportional samples: no scatter, no error
+    r2, err2 = observables.jackknife_ratio(2.25 * wt, wt)
+    assert r2 == pytest.approx(1.5) and err2 == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(observables.jackknife_ratio(wl[:1], wt[:1])[1])
