@@ -25,6 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .choices import (
+    BLOCK_KINDS,
+    FORMS,
+    LEVEL_DISTRIBUTIONS,
+    LINES,
+    MAX_EXACT_DIM,
+    POOL_STRATEGIES,
+    PROGRESS,
+    SHAPES,
+    SOLVERS,
+    SQRT_FOUR_THIRDS,
+    TRUNCATIONS,
+)
 from .errors import InputError, suggest
 from .model.tensors import parse_direction
 
@@ -43,25 +56,11 @@ __all__ = [
     "schema_markdown",
 ]
 
-_SQRT_FOUR_THIRDS = math.sqrt(4.0 / 3.0)
-#: Block kinds and the model fields each one passes to :func:`blocksim.blocks.make_blocks`.
-BLOCK_FIELDS = {
-    "generic": ("n", "level_distribution", "level_scale", "mb_bare"),
-    "ttls": ("k", "delta_max", "delta0_min", "delta0_max", "gamma", "mb_bare"),
-    "goe": ("n", "level_scale", "mb_bare"),
-}
-LEVEL_DISTRIBUTIONS = ("uniform", "exponential", "poisson", "wigner")
-FORMS = ("zhou-leggett", "joffrin-levelut")
-METHODS = ("perturbative", "sector", "exact")
-POOL_STRATEGIES = ("partition", "resample")
-TRUNCATIONS = ("lowest", "window")
-LINES = ("bins", "lorentzian", "gaussian")
-SHAPES = ("cube",)
-PROGRESS = ("auto", "bar", "log", "none")
+#: Block kinds and the model fields each one passes to :func:`blocksim.model.blocks.make_blocks`.
+BLOCK_FIELDS = BLOCK_KINDS
+METHODS = SOLVERS
 #: Steps when neither rg.steps nor rg.r_over_l1 is given.
 DEFAULT_STEPS = 3
-#: Largest super-block Hilbert space accepted by the exact solver (n^(N0³) states).
-EXACT_MAX_DIM = 4096
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,11 +91,11 @@ def _open01(x):
 
 
 def _mb_check(x):
-    return None if x >= _SQRT_FOUR_THIRDS else "must be ≥ sqrt(4/3) ≈ 1.1547 (isotropic stress bound)"
+    return None if x >= SQRT_FOUR_THIRDS else "must be ≥ sqrt(4/3) ≈ 1.1547 (isotropic stress bound)"
 
 
 def _cl_check(x):
-    return None if x > _SQRT_FOUR_THIRDS else "must be > sqrt(4/3) ≈ 1.1547 (positive bulk modulus)"
+    return None if x > SQRT_FOUR_THIRDS else "must be > sqrt(4/3) ≈ 1.1547 (positive bulk modulus)"
 
 
 def _band_check(x):
@@ -486,10 +485,10 @@ def _cross_check(cfg: Config) -> None:
     members = cfg.members
     if cfg.solver.method == "exact":
         dim = n**members
-        if dim > EXACT_MAX_DIM:
+        if dim > MAX_EXACT_DIM:
             raise InputError(
                 f"solver.method = 'exact': super-block Hilbert space n^(N0³) = {n}^{members} = {dim} "
-                f"must be ≤ {EXACT_MAX_DIM}; use 'sector' or 'perturbative'"
+                f"must be ≤ {MAX_EXACT_DIM}; use 'sector' or 'perturbative'"
             )
         if rg.n_keep > dim:
             raise InputError(f"rg.n_keep = {rg.n_keep}: must be ≤ n^(N0³) = {dim} for the exact solver")

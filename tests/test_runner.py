@@ -280,7 +280,7 @@ INVALID = [
     pytest.param("[solver]\nmethod = \"lanczos\"\n", [], "solver.method", id="method"),
     pytest.param("[solver]\nresonance_threshold = 1.5\n", [], "solver.resonance_threshold", id="threshold"),
     pytest.param("[solver]\ninclude_doubles = \"yes\"\n", [], "true or false", id="doubles-type"),
-    pytest.param("[solver]\nmethod = \"exact\"\n", [], "4096", id="exact-too-big"),
+    pytest.param("[lattice]\nn0 = 3\n[solver]\nmethod = \"exact\"\n", [], "20000", id="exact-too-big"),
     pytest.param("[observables]\ntemperatures = []\n", [], "non-empty", id="no-temperatures"),
     pytest.param("[observables]\ntemperatures = [0.1, 0.05]\n", [], "increasing", id="temperatures-order"),
     pytest.param("[observables]\nomega_min = \"low\"\n", [], "\"auto\"", id="omega-min-type"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..choices import BLOCK_KINDS, LEVEL_DISTRIBUTIONS, SQRT_FOUR_THIRDS
 from ..errors import InputError, suggest
 from .tensors import rotation_mandel
 
@@ -44,7 +45,6 @@ __all__ = [
     "rotate_blocks",
 ]
 
-_SQRT_FOUR_THIRDS = np.sqrt(4.0 / 3.0)
 
 #: Orthonormal Mandel basis ``[6, 6]``: row 0 is the bulk direction I/√3, rows 1..5 the deviatoric
 #: basis B_1..B_5 (diag(1,−1,0)/√2, diag(1,1,−2)/√6 and the three unit shear components yz, xz, xy).
@@ -59,14 +59,6 @@ ISOTROPIC_BASIS = np.array(
     ]
 )
 
-#: Level distributions of :func:`generic_blocks`.
-LEVEL_DISTRIBUTIONS = ("uniform", "exponential", "poisson", "wigner")
-#: Block kinds of :func:`make_blocks` and the keyword arguments each accepts.
-BLOCK_KINDS = {
-    "generic": ("n", "level_distribution", "level_scale", "mb_bare"),
-    "ttls": ("k", "delta_max", "delta0_min", "delta0_max", "gamma", "mb_bare"),
-    "goe": ("n", "level_scale", "mb_bare"),
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +113,7 @@ def isotropic_amplitudes(mb_bare: float) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise InputError(f"mb_bare = {mb_bare!r}: must be a finite number ≥ sqrt(4/3) ≈ 1.1547") from None
     # a tiny tolerance lets mb_bare = sqrt(4/3) computed in floating point through
-    if not np.isfinite(r) or r < _SQRT_FOUR_THIRDS * (1.0 - 1e-12):
+    if not np.isfinite(r) or r < SQRT_FOUR_THIRDS * (1.0 - 1e-12):
         raise InputError(
             f"mb_bare = {mb_bare!r}: must be a finite number ≥ sqrt(4/3) ≈ 1.1547 "
             "(γ_l/γ_t of any isotropic stress ensemble)"

@@ -29,6 +29,7 @@ import numpy as np
 import numba
 
 from .._numba import serial_twin
+from ..choices import FORMS, SQRT_FOUR_THIRDS
 from ..errors import InputError
 from .tensors import MANDEL_INDEX, MANDEL_WEIGHT, to_mandel4
 
@@ -49,15 +50,13 @@ __all__ = [
     "kelvin_green",
 ]
 
-FORMS = ("zhou-leggett", "joffrin-levelut")
 _FORM_CODE = {"zhou-leggett": 0, "joffrin-levelut": 1}
-_SQRT_FOUR_THIRDS = np.sqrt(4.0 / 3.0)
 
 
 def alpha_from_ratio(cl_over_ct: float) -> float:
     """``α = 1 − c_t²/c_l²`` (below Eq. 3.5 of [ZL]); requires ``c_l/c_t > √(4/3)`` (positive bulk modulus)."""
     x = float(cl_over_ct)
-    if not np.isfinite(x) or x <= _SQRT_FOUR_THIRDS:
+    if not np.isfinite(x) or x <= SQRT_FOUR_THIRDS:
         raise InputError(
             f"cl_over_ct = {cl_over_ct!r}: must be a finite number > sqrt(4/3) ≈ 1.1547 "
             "(a positive bulk modulus)"

@@ -46,6 +46,7 @@ from typing import Iterable
 import numpy as np
 from scipy.special import dawsn
 
+from ..choices import LINES
 from ..errors import InputError
 from ..model.tensors import direction_strains, parse_direction, powder_lt
 
@@ -67,7 +68,6 @@ __all__ = [
     "mb_ratio",
 ]
 
-LINES = ("lorentzian", "gaussian", "bins")
 _FORMS = ("detailed_balance", "spectral")
 _QUANTITIES = ("im_chi", "im_chi_tilde", "re_chi")
 #: Transitions processed per chunk when building [M, n_ω] line matrices (memory bound).

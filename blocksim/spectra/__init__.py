@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..choices import SOLVERS
 from ..errors import InputError
 from .exact import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, solve_exact, solve_sector
 from .perturbative import ResonanceWarning, solve_perturbative
@@ -52,7 +53,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
-SOLVERS = ("perturbative", "sector", "exact")
 
 
 def solve(

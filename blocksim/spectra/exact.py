@@ -9,6 +9,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
+from ..choices import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM
 from ..errors import InputError
 from .spectrum import Spectrum
 from .superblock import SuperBlock
@@ -16,12 +17,6 @@ from .superblock import SuperBlock
 __all__ = ["MAX_EXACT_DIM", "DENSE_EXACT_DIM", "MAX_SECTOR_DIM", "sector_configs", "sector_count",
            "sector_matrices", "solve_sector", "solve_exact"]
 
-#: Largest product dimension n^N accepted by the exact solver.
-MAX_EXACT_DIM = 20000
-#: Up to this dimension the exact solver diagonalizes densely (all eigenstates); above it, Lanczos.
-DENSE_EXACT_DIM = 2048
-#: Largest number of states accepted by the sector solver.
-MAX_SECTOR_DIM = 6000
 
 
 # ----------------------------------------------------------------------------------------------
