@@ -270,12 +270,9 @@ def bench_quickstart(timeout=600.0):
 
 
 def bench_sweep(n_tasks):
-    """Local sweep executor with 1 and 2 workers (``blocksim.sweep.executors.sweep_throughput``)."""
-    try:
-        from blocksim.sweep.executors import sweep_throughput
-    except ImportError:
-        return {"sweep_w1_tasks_per_s": None, "sweep_w2_tasks_per_s": None, "sweep_speedup_w2": None,
-                "sweep_note": "n/a (not yet available)"}
+    """Local sweep executor with 1 and 2 workers (:func:`benchmarks.sweep.sweep_throughput`)."""
+    from .sweep import sweep_throughput
+
     r1 = sweep_throughput(workers=1, n_tasks=n_tasks)
     r2 = sweep_throughput(workers=2, n_tasks=n_tasks)
     t1, t2 = r1["local_seconds"], r2["local_seconds"]
@@ -289,7 +286,7 @@ def bench_sweep(n_tasks):
 def machine_info() -> dict:
     import numba
 
-    from blocksim import __version__
+    from blocksim._version import __version__
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

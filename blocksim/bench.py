@@ -1,83 +1,42 @@
 """``blocksim bench [--quick] [--json PATH] [--large] [--no-verify]`` — the benchmark suite.
 
-Prints a table of ratios measured side by side in one run (numba kernels against plain NumPy
-baselines, perturbative solver against sector ED, exact solver against its bare LAPACK/ARPACK calls,
-fitted cost exponents, the quickstart RG run cold and warm, sweep scaling); see docs/performance.md.
-
-The suite lives in the top-level ``benchmarks/`` package of the repository (next to ``blocksim/``),
-not inside the installed library: it needs the source tree (``runs/quickstart.toml``). With an
-editable install (``pip install -e .``) or from a checkout, this module puts the repository root on
-``sys.path`` so that ``import benchmarks`` works from any working directory.
+The suite is the top-level ``benchmarks`` package of the repository (next to ``blocksim/``, installed
+with it by ``pip install -e .``), not part of the library: it needs the source tree
+(``runs/quickstart.toml``). This module only hands the subcommand to :mod:`benchmarks.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import sys
-from pathlib import Path
-
 from .errors import InputError
 
-__all__ = ["add_arguments", "command", "main", "load_suite"]
+__all__ = ["add_arguments", "command", "load_suite"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``blocksim bench``."""
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes, no subprocess rows (a few seconds; used by the tests)")
-    parser.add_argument("--json", dest="json_path", default=None, metavar="PATH",
-                        help="also write the results (and machine info) as JSON to PATH")
-    parser.add_argument("--large", action="store_true",
-                        help="also run the large-lattice targets (N0=32 n=2, N0=16 n=4) with peak memory")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="do not verify the predicted largest N0 with a run")
+def _cli():
+    try:
+        from benchmarks import cli
+    except ImportError:
+        raise InputError("benchmarks: package not found; blocksim bench needs a source checkout "
+                         "installed with pip install -e .") from None
+    return cli
 
 
 def load_suite():
-    """Import ``benchmarks.suite`` (adding the repository root to sys.path when needed)."""
-    try:
-        from benchmarks import suite
-    except ImportError:
-        root = Path(__file__).resolve().parent.parent
-        if not (root / "benchmarks" / "suite.py").exists():
-            raise InputError(
-                f"benchmarks/suite.py not found next to {Path(__file__).resolve().parent}: "
-                "blocksim bench needs a source checkout (pip install -e .)"
-            ) from None
-        sys.path.insert(0, str(root))
-        from benchmarks import suite
+    """The :mod:`benchmarks.suite` module (InputError without a source checkout)."""
+    _cli()
+    from benchmarks import suite
+
     return suite
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if hasattr(x, "item"):  # numpy scalars
-        return x.item()
-    return x
+def add_arguments(parser) -> None:
+    """Arguments of ``blocksim bench`` (see :func:`benchmarks.cli.add_arguments`)."""
+    try:
+        _cli().add_arguments(parser)
+    except InputError:  # still list the subcommand; running it reports the missing suite
+        pass
 
 
 def command(args) -> int:
-    """Run the suite, print the table, optionally write JSON; returns the exit code."""
-    suite = load_suite()
-    report = suite.run_suite(quick=args.quick, verify=not args.no_verify, large=args.large,
-                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(suite.format_table(report))
-    if args.json_path:
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable({k: report[k] for k in ("meta", "results", "rows")}), indent=1) + "\n")
-    return 0
-
-
-def main(argv=None) -> int:
-    """Entry point of ``python -m benchmarks``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return command(parser.parse_args(argv))
+    """Run ``blocksim bench``; returns the exit code."""
+    return _cli().command(args)

@@ -28,8 +28,12 @@ SUBCOMMANDS = {
 
 
 def build_parser(argv) -> tuple[argparse.ArgumentParser, object]:
+    """The argument parser, and the module of the subcommand named in ``argv`` (None if none).
+
+    Only the chosen subcommand's module is imported (the CLI stays import-light).
+    """
     parser = argparse.ArgumentParser(prog="blocksim", description=__doc__.splitlines()[0])
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"blocksim {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
@@ -44,6 +48,10 @@ def build_parser(argv) -> tuple[argparse.ArgumentParser, object]:
 
 
 def main(argv=None) -> int:
+    """Entry point of the ``blocksim`` command; returns the exit code (2 for bad input).
+
+    An :class:`~blocksim.errors.InputError` becomes one line on stderr.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser, module = build_parser(argv)

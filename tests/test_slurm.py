@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from blocksim.sweep import load_spec, task_state
-from blocksim.sweep.executors import run_local, sweep_throughput
+from benchmarks.sweep import sweep_throughput
+from blocksim.sweep.executors import run_local
 from blocksim.sweep.manifest import read_manifest
 from slurm_cluster import LocalSlurm, SlurmStartError, slurm_binaries_missing
 from test_sweep import assert_same_results, write_sweep

@@ -18,6 +18,7 @@ __all__ = ["add_arguments", "command", "analyze"]
 
 
 def add_arguments(parser) -> None:
+    """Arguments of ``blocksim analyze``."""
     parser.add_argument("files", nargs="+", metavar="FILES", help="trajectory files (.h5)")
     parser.add_argument("-o", "--outdir", default="analysis-out", help="output folder (default: analysis-out)")
     parser.add_argument("--match-tol", dest="match_tol", type=float, default=0.01,
@@ -44,5 +45,6 @@ def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True) -> list:
 
 
 def command(args) -> int:
+    """Run ``blocksim analyze``; returns the exit code."""
     analyze(args.files, args.outdir, args.match_tol)
     return 0

@@ -1,8 +1,8 @@
 """Reading trajectories for the analysis, grouping replicates, and writing tables and figures.
 
-Trajectories are read with :func:`blocksim.io.open_trajectory` (BRIEF §4) when that module is
-available; otherwise a minimal reader of the same HDF5 layout is used (same fields, complete steps
-only). Either way the result is a :class:`Trajectory` of plain arrays, detached from the file.
+Trajectories are read with :func:`blocksim.io.open_trajectory` (BRIEF §4), the one reader: a
+:class:`Trajectory` holds the file's complete steps as :class:`blocksim.io.Step` objects (loaded
+into memory, detached from the file), its root attributes, config and summary.
 
 Tables are lists of dict rows written as CSV and printed as aligned text; figures are written with
 matplotlib's Agg backend.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,6 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
-    "StepData",
     "Trajectory",
     "load_trajectory",
     "load_trajectories",
@@ -38,35 +37,9 @@ __all__ = [
 
 FORMAT = "blocksim-trajectory"
 
-_STEP_ARRAYS = ("omega", "temperature", "im_chi_l", "im_chi_t", "re_chi_l", "re_chi_t")
-
-
-@dataclass
-class StepData:
-    """One complete coarse-graining step (BRIEF §4 ``/steps/step_K``), arrays in engine units.
-
-    ``omega`` [n_ω] and ``temperature`` [n_T] in units of E*; ``im_chi_l`` … ``re_chi_t`` [n_T, n_ω]
-    per volume (T*²/(E*·V)); ``mb_ratio`` and ``mb_ratio_err`` as stored (scalar or array);
-    ``scale_L`` in units of L_1; ``coupling_g`` dimensionless.
-    """
-
-    index: int
-    scale_L: float
-    coupling_g: float
-    omega: np.ndarray
-    temperature: np.ndarray
-    im_chi_l: np.ndarray
-    im_chi_t: np.ndarray
-    re_chi_l: np.ndarray
-    re_chi_t: np.ndarray
-    mb_ratio: np.ndarray
-    mb_ratio_err: np.ndarray
-    diagnostics: dict = field(default_factory=dict)
-
-
 @dataclass
 class Trajectory:
-    """A trajectory file's content needed by the analysis (pool arrays are not loaded)."""
+    """A trajectory file's content for the analysis: ``steps`` is a list of :class:`blocksim.io.Step`."""
 
     path: str
     attrs: dict
@@ -77,30 +50,15 @@ class Trajectory:
 
     @property
     def name(self) -> str:
+        """The file name without its suffix (used to label tables and figures)."""
         return Path(self.path).stem
 
 
-def _scalar(value):
-    arr = np.asarray(value)
-    return float(arr) if arr.ndim == 0 else arr
-
-
 def _from_io(path):
-    from ..io import open_trajectory  # noqa: PLC0415 (optional dependency inside the package)
+    from ..io import open_trajectory
 
     with open_trajectory(path) as traj:
-        steps = [
-            StepData(
-                index=int(s.index),
-                scale_L=float(s.scale_L),
-                coupling_g=float(s.coupling_g),
-                **{name: np.asarray(getattr(s, name), dtype=float) for name in _STEP_ARRAYS},
-                mb_ratio=_scalar(s.mb_ratio),
-                mb_ratio_err=_scalar(s.mb_ratio_err),
-                diagnostics=dict(getattr(s, "diagnostics", {}) or {}),
-            )
-            for s in traj.steps
-        ]
+        steps = list(traj.steps)
         summary = {k: np.asarray(v) for k, v in (traj.summary or {}).items()}
         return Trajectory(str(path), dict(traj.attrs), dict(traj.config), str(traj.status), steps, summary)
 

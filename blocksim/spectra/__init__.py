@@ -1,4 +1,4 @@
-"""Super-block spectra: assembly, first-order perturbation theory (Eq. 3.2) and exact checks.
+"""The spectra layer: super-block assembly and solvers; :func:`solve` is the facade.
 
 A super block is N blocks on a cubic lattice (spacing 1, so the coupling g of the current scale
 carries the units, BRIEF §2) with Hamiltonian (Eq. 2.16 of [ZL])
@@ -8,31 +8,28 @@ carries the units, BRIEF §2) with Hamiltonian (Eq. 2.16 of [ZL])
 where the sum runs over ordered pairs. The external strain couples to the total stress
 T_tot = Σ_s T^(s).
 
-Three solvers produce a :class:`Spectrum` with one interface:
-
-* ``"perturbative"`` — first-order Rayleigh–Schrödinger theory (Eq. 3.2) for the ground state and every
-  single excitation |s,m⟩, in the product basis. Intermediate states are the ground state, the other
-  single excitations and — because V creates pairs — the double excitations admixed into the ground
-  state. Near-degenerate single excitations (|V_pn| > threshold·|E_n − E_p|) are grouped into resonant
-  clusters and diagonalized exactly inside the cluster (degenerate perturbation theory); they are
-  counted in the diagnostics. The O(N²) sums run in numba ``prange`` kernels over the displacement
-  table (:func:`blocksim.coupling.displacement_table`), with O(N n²) memory.
-* ``"sector"`` — exact diagonalization of H restricted to product states with at most
-  ``max_excitations`` excited blocks (1: ground + singles; 2: + doubles; N: the whole space).
-* ``"exact"`` — full exact diagonalization in the n^N product space (dense up to 2048 states, Lanczos
-  for the lowest states up to :data:`MAX_EXACT_DIM`).
+* :mod:`~blocksim.spectra.superblock` — :func:`assemble_superblock` turns members, rotations and
+  the coupling table into the finalized :class:`SuperBlock` every solver consumes;
+* :mod:`~blocksim.spectra.spectrum` — the solver output :class:`Spectrum` (``energies``, ``amp0``,
+  ``diagnostics``, ``transitions(T)``, ``truncate(n_keep)``);
+* :mod:`~blocksim.spectra.perturbative` — ``"perturbative"``: first-order theory (Eq. 3.2) for the
+  ground state and every single excitation, with the pair admixture of the ground state and resonant
+  clusters diagonalized exactly (numba kernels over the displacement table);
+* :mod:`~blocksim.spectra.exact` — ``"sector"`` (ED with at most ``max_excitations`` excited
+  members) and ``"exact"`` (full ED, dense up to :data:`~blocksim.choices.DENSE_EXACT_DIM` states,
+  Lanczos up to :data:`~blocksim.choices.MAX_EXACT_DIM`).
 
 Populations at finite temperature follow docs/DESIGN.md note 2 for the perturbative and sector
-solvers, and true Boltzmann weights for the exact solver.
+solvers, and true Boltzmann weights for the exact solver. Imports the model and response layers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..choices import SOLVERS
+from ..choices import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, SOLVERS
 from ..errors import InputError
-from .exact import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, solve_exact, solve_sector
+from .exact import solve_exact, solve_sector
 from .perturbative import ResonanceWarning, solve_perturbative
 from .spectrum import Spectrum
 from .superblock import SuperBlock, _int_field, assemble_superblock, sphere_positions
@@ -53,8 +50,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
-
-
 def solve(
     sb: SuperBlock,
     method: str = "perturbative",
@@ -64,7 +59,7 @@ def solve(
     max_excitations: int | None = None,
     n_states: int | None = None,
 ) -> Spectrum:
-    """Solve a super block.
+    """Solve a super block (Eq. 2.16 of [ZL]) with the chosen solver.
 
     method: ``"perturbative"`` (Eq. 3.2 with resonant clusters), ``"sector"`` (ED with at most
     ``max_excitations`` excited members; default 2 if ``include_doubles`` else 1) or ``"exact"``

@@ -14,7 +14,7 @@ from ..errors import InputError
 from .spectrum import Spectrum
 from .superblock import SuperBlock
 
-__all__ = ["MAX_EXACT_DIM", "DENSE_EXACT_DIM", "MAX_SECTOR_DIM", "sector_configs", "sector_count",
+__all__ = ["sector_configs", "sector_count",
            "sector_matrices", "solve_sector", "solve_exact"]
 
 
@@ -38,6 +38,8 @@ def sector_configs(n_blocks: int, n_levels: int, max_excitations: int) -> np.nda
 
 
 def sector_count(n_blocks: int, n_levels: int, max_excitations: int) -> int:
+    """Number of product states with at most ``max_excitations`` excited members: Σ_k C(N, k)(n − 1)^k.
+    """
     from math import comb
 
     return sum(comb(n_blocks, k) * (n_levels - 1) ** k for k in range(max_excitations + 1))
@@ -86,6 +88,26 @@ def sector_matrices(sb: SuperBlock, configs: np.ndarray):
 
 
 def solve_sector(sb: SuperBlock, kmax: int) -> Spectrum:
+    """Exact diagonalization of H (Eq. 2.16 of [ZL]) in the sector of ≤ ``kmax`` excited members.
+
+    Parameters
+    ----------
+    sb : SuperBlock
+        The finalized super block.
+    kmax : int
+        Largest number of excited members (1: ground + singles; 2: + doubles; N: the whole space).
+
+    Returns
+    -------
+    Spectrum
+        Every eigenstate of the sector (energies from the ground state, units of E*); populations at
+        finite T follow DESIGN note 2 (independent excitations, weights from the sector eigenvectors).
+
+    Raises
+    ------
+    InputError
+        When the sector has more than :data:`blocksim.choices.MAX_SECTOR_DIM` states.
+    """
     k = sector_count(sb.n_blocks, sb.n_levels, kmax)
     if k > MAX_SECTOR_DIM:
         raise InputError(
@@ -124,6 +146,30 @@ def _dense_spectrum(sb, evals, evecs, t, method, configs=None) -> Spectrum:
 # Full exact diagonalization (Kronecker construction: an independent route)
 # ----------------------------------------------------------------------------------------------
 def solve_exact(sb: SuperBlock, n_states) -> Spectrum:
+    """Full exact diagonalization of H = Σ_s H_0^(s) + V (Eq. 2.16 of [ZL]) in the n^N product space.
+
+    The Hamiltonian is built as a sparse matrix by a Kronecker construction (an independent route from
+    the perturbative kernels). Up to :data:`blocksim.choices.DENSE_EXACT_DIM` states it is diagonalized
+    densely; above it Lanczos (ARPACK, fixed start vector) finds the lowest ``n_states``.
+
+    Parameters
+    ----------
+    sb : SuperBlock
+        The finalized super block.
+    n_states : int or None
+        Lowest states to compute with Lanczos (default 1 + N(n − 1) + 32).
+
+    Returns
+    -------
+    Spectrum
+        Energies from the ground state (E*), ⟨0|T_tot|α⟩ and the total stress between the computed
+        states (T*); transitions use true Boltzmann weights over the computed states.
+
+    Raises
+    ------
+    InputError
+        When n^N exceeds :data:`blocksim.choices.MAX_EXACT_DIM`.
+    """
     nb, nl = sb.n_blocks, sb.n_levels
     dim = nl**nb
     if dim > MAX_EXACT_DIM:

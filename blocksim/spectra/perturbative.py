@@ -450,6 +450,31 @@ def _pair_sums_reference(sb: SuperBlock, energies, u, thr):
 
 
 def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
+    """First-order Rayleigh–Schrödinger theory (Eq. 3.2 of [ZL]) for the ground state and every single
+    excitation |s,m⟩ of a super block.
+
+    Intermediate states are the ground state, the other single excitations and the double excitations
+    that V admixes into the ground state. Single excitations with |V_pn| > ``thr``·|E_n − E_p| are
+    grouped into resonant clusters (connected components) and diagonalized exactly inside each
+    cluster (degenerate perturbation theory); members with a one-body resonance are dressed exactly
+    in their local field. The O(N²) pair sums run in the numba kernels of this module.
+
+    Parameters
+    ----------
+    sb : SuperBlock
+        The finalized super block (coupling g of the current scale, lattice spacing 1).
+    thr : float
+        Resonance threshold in (0, 1).
+
+    Returns
+    -------
+    Spectrum
+        1 + N(n − 1) states: energies from the dressed ground state (E*), amplitudes ⟨0|T_tot|α⟩ (T*),
+        diagnostics ``n_states``, ``ground_shift``, ``n_resonant_pairs``, ``n_resonant_clusters``,
+        ``max_cluster_size``, ``resonant_fraction``, ``n_dressed_members``; populations follow
+        DESIGN note 2. A :class:`ResonanceWarning` is issued when more than
+        :data:`RESONANT_FRACTION_WARN` of the excitations are resonant.
+    """
     nb, nl = sb.n_blocks, sb.n_levels
     omega, amp, nres, ground_t, h, members = perturbative_amplitudes(sb, thr)
     e_eff, s_eff, dressed, ux_eff = members

@@ -52,10 +52,12 @@ class SuperBlock:
 
     @property
     def n_blocks(self) -> int:
+        """Number of member blocks N (= N0³ on the cubic lattice)."""
         return self.energies.shape[0]
 
     @property
     def n_levels(self) -> int:
+        """Levels n of each member block."""
         return self.energies.shape[1]
 
     @property

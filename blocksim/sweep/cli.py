@@ -19,6 +19,7 @@ EXECUTORS = ("local", "dask", "slurm")
 
 
 def add_arguments(parser) -> None:
+    """Arguments of ``blocksim sweep``."""
     parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file (docs/sweeps.md)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where tasks run (default local)")
     parser.add_argument("--workers", type=int, default=None,
@@ -83,6 +84,7 @@ def report(spec, states, stream=None) -> dict:
 
 
 def command(args) -> int:
+    """Run ``blocksim sweep``; returns the exit code."""
     from .manifest import collect_states, write_manifest
     from .spec import load_spec
 

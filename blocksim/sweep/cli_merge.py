@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 
 
 def add_arguments(parser) -> None:
+    """Arguments of ``blocksim merge``."""
     parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file")
     parser.add_argument("-o", "--output", required=True, metavar="SUMMARY.h5", help="summary file to write")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any task is not done")
@@ -50,7 +51,7 @@ def merge_sweep(spec, output) -> dict:
     """Write the summary file of ``spec`` to ``output`` (atomically); return the state counts."""
     import h5py
 
-    from .. import __version__
+    from .._version import __version__
     from .manifest import collect_states, counts, manifest_records, write_task_table
 
     output = Path(output)
@@ -116,6 +117,7 @@ def merge_sweep(spec, output) -> dict:
 
 
 def command(args) -> int:
+    """Run ``blocksim merge``; returns the exit code."""
     from .cli import report
     from .spec import load_spec
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 
 def add_arguments(parser) -> None:
+    """Arguments of ``blocksim sweep-status``."""
     parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file")
     parser.add_argument("--list", action="store_true", help="print one line per task")
 
 
 def command(args) -> int:
+    """Run ``blocksim sweep-status``; returns the exit code."""
     from .cli import report
     from .manifest import collect_states, write_manifest
     from .spec import load_spec

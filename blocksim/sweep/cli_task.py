@@ -13,6 +13,7 @@ from ..errors import InputError
 
 
 def add_arguments(parser) -> None:
+    """Arguments of ``blocksim run-task``."""
     parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file")
     parser.add_argument("--index", type=int, default=None,
                         help="task index (default: $SLURM_ARRAY_TASK_ID)")
@@ -34,6 +35,7 @@ def threads_for_task(spec, requested: int | None) -> int:
 
 
 def command(args) -> int:
+    """Run ``blocksim run-task``; returns the exit code."""
     from .spec import load_spec
     from .tasks import TaskTerminated, run_task
 

@@ -47,6 +47,7 @@ __all__ = [
     "SlurmOptions",
     "load_spec",
     "filename_for",
+    "task_config",
     "RESERVED_KEYS",
 ]
 
@@ -82,6 +83,7 @@ class Task:
 
     @property
     def filename(self) -> str:
+        """The task's output file name, ``{task_id}.h5``."""
         return self.task_id + ".h5"
 
     def overrides(self) -> dict[str, Any]:
@@ -189,6 +191,7 @@ class SweepSpec:
 
     @property
     def swept_keys(self) -> tuple[str, ...]:
+        """The dotted config keys varied by the sweep (grid keys, then zip keys)."""
         return tuple(k for k, _ in self.grid) + tuple(k for k, _ in self.zipped)
 
     def output_path(self, task: Task) -> Path:
@@ -196,6 +199,7 @@ class SweepSpec:
         return self.output_dir / task.filename
 
     def part_path(self, task: Task) -> Path:
+        """The in-progress file of ``task`` (``OUT.h5.part``)."""
         return self.output_dir / (task.filename + ".part")
 
     @property
@@ -205,9 +209,11 @@ class SweepSpec:
 
     @property
     def log_dir(self) -> Path:
+        """Directory of the per-task logs (``output_dir/logs``)."""
         return self.output_dir / "logs"
 
     def task(self, index: int) -> Task:
+        """Task ``index`` (InputError outside 0 … len(tasks) − 1)."""
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.tasks):
             raise InputError(f"--index: {index!r} is out of range (this sweep has tasks 0..{len(self.tasks) - 1})")
         return self.tasks[index]
@@ -307,11 +313,27 @@ def load_spec(source, *, validate_configs: bool = True) -> SweepSpec:
         slurm=_slurm_options(data.get("slurm", {})), text=text,
     )
     if validate_configs:
-        from .tasks import task_config
-
         for task in tasks:
             task_config(spec, task)
     return spec
+
+
+def task_config(spec: SweepSpec, task: Task, numba_threads: int | None = None):
+    """The resolved :class:`blocksim.config.Config` of ``task`` (errors name the task and key)."""
+    from ..config import load_config
+
+    overrides = task.overrides()
+    overrides.update({
+        "run.seed": spec.entropy,
+        "run.spawn_key": [task.index],
+        "run.numba_threads": int(numba_threads or spec.numba_threads),
+        "run.progress": "none",
+    })
+    try:
+        return load_config(spec.base, overrides)
+    except InputError as exc:
+        swept = ", ".join(f"{k}={v!r}" for k, v in task.params) or "no swept keys"
+        raise InputError(f"sweep task {task.index} ({swept}): {exc}") from None
 
 
 def _check_keys(table: dict, valid, where: str) -> None:

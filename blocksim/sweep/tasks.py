@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .spec import SweepSpec, Task, load_spec
+from .spec import SweepSpec, Task, load_spec, task_config
 
 __all__ = [
     "TaskResult",
@@ -88,25 +88,6 @@ class TaskState:
     message: str
     path: Path
     info: dict
-
-
-# ------------------------------------------------------------------------------------------ config
-def task_config(spec: SweepSpec, task: Task, numba_threads: int | None = None):
-    """The resolved :class:`blocksim.config.Config` of ``task`` (errors name the task and key)."""
-    from ..config import load_config
-
-    overrides = task.overrides()
-    overrides.update({
-        "run.seed": spec.entropy,
-        "run.spawn_key": [task.index],
-        "run.numba_threads": int(numba_threads or spec.numba_threads),
-        "run.progress": "none",
-    })
-    try:
-        return load_config(spec.base, overrides)
-    except InputError as exc:
-        swept = ", ".join(f"{k}={v!r}" for k, v in task.params) or "no swept keys"
-        raise InputError(f"sweep task {task.index} ({swept}): {exc}") from None
 
 
 # ------------------------------------------------------------------------------------- threads
