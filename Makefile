@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-fast setup clean bench
+.PHONY: run test test-fast test-nojit setup clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+# The numba kernels' Python bodies (prange as range, no compilation): the kernel tests under NUMBA_DISABLE_JIT=1.
+KERNEL_TESTS = tests/test_coupling.py tests/test_perturbative.py tests/test_large_lattice.py
+test-nojit: $(STAMP)
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider $(KERNEL_TESTS)
 
 bench: $(STAMP)
 	$(BIN)/blocksim bench

@@ -248,7 +248,7 @@ def large_lattice(n0: int, n: int, n_keep: int = 4, temperature: float = 0.1, ti
 def bench_quickstart(timeout=600.0):
     """``blocksim run runs/quickstart.toml`` in a subprocess: cold (empty NUMBA_CACHE_DIR), then warm."""
     cfg = REPO_ROOT / "runs" / "quickstart.toml"
-    if not cfg.exists() or not (REPO_ROOT / "blocksim" / "rg.py").exists():
+    if not cfg.exists() or not (REPO_ROOT / "blocksim" / "rg").is_dir():
         return {"quickstart_cold_s": None, "quickstart_warm_s": None, "quickstart_cold_over_warm": None,
                 "quickstart_note": "n/a (not yet available)"}
     out = {}

@@ -1,0 +1,54 @@
+"""Tests of blocksim.spectra.spectrum: the solver output — transitions (sum rules) and truncation."""
+
+import numpy as np
+import pytest
+
+from blocksim import spectra
+from blocksim.errors import InputError
+
+from spectra_cases import superblock
+
+
+@pytest.mark.parametrize("method", ["sector", "exact"])
+def test_sum_rule_for_exact_solvers(method):
+    sb = superblock(4, 2, 0.08)
+    spec = spectra.solve(sb, method, max_excitations=sb.n_blocks if method == "sector" else None)
+    t_full = spec.stress_block(np.arange(len(spec.energies)))  # [6, K, K]
+    for a in range(6):
+        t2 = (t_full[a] @ t_full[a])[0, 0]
+        np.testing.assert_allclose(np.sum(spec.amp0[1:, a] ** 2), t2 - t_full[a, 0, 0] ** 2, rtol=1e-10)
+
+
+def test_truncate_returns_symmetric_block_with_ground_at_zero():
+    sb = superblock(9, 3, 0.01)
+    for method in ("perturbative", "sector", "exact"):
+        spec = spectra.solve(sb, method)
+        e, st, diag = spec.truncate(4)
+        assert e[0] == 0 and np.all(np.diff(e) >= 0)
+        np.testing.assert_allclose(st, np.swapaxes(st, -1, -2))
+        assert 0 < diag["weight_kept"] <= 1
+        np.testing.assert_allclose(st[:, 0, 1:], spec.amp0[1:4].T)
+
+
+def test_truncation_of_perturbative_matches_sector_at_weak_coupling():
+    sb = superblock(10, 2, 1e-4)
+    e1, s1, _ = spectra.solve(sb, "perturbative").truncate(4)
+    e2, s2, _ = spectra.solve(sb, "sector").truncate(4)
+    np.testing.assert_allclose(e1, e2, atol=1e-6)
+    np.testing.assert_allclose(s1**2, s2**2, atol=1e-3 * np.abs(s2**2).max())
+
+
+def test_window_truncation_keeps_levels_nearest_the_probe():
+    sb = superblock(9, 3, 0.01)
+    spec = spectra.solve(sb, "perturbative")
+    centre = float(np.median(spec.energies[1:]))
+    e, st, diag = spec.truncate(4, centre)
+    assert e[0] == 0 and np.all(np.diff(e) > 0)
+    dist = np.abs(spec.energies[1:] - centre)
+    assert np.max(np.abs(e[1:] - centre)) <= np.sort(dist)[2] + 1e-15
+    idx = [0] + [int(np.nonzero(spec.energies == x)[0][0]) for x in e[1:]]
+    np.testing.assert_allclose(st[:, 0, 1:], spec.amp0[idx[1:]].T)
+    excluded = sorted(set(spec.energies[1:]) - set(e[1:]))
+    assert diag["lowest_excluded_energy"] == excluded[0]
+    with pytest.raises(InputError, match="window_center"):
+        spec.truncate(4, -1.0)
