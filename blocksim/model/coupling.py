@@ -222,7 +222,7 @@ def stress_coupling(r, cl_over_ct: float, form: str = "zhou-leggett") -> np.ndar
 
 
 def stress_coupling_mandel(r, cl_over_ct: float, form: str = "zhou-leggett") -> np.ndarray:
-    """Λ(r) as a 6×6 Mandel matrix, so that ``Σ_ijkl Λ_ijkl T_ij T'_kl = T·Λ·T'`` (Mandel vectors)."""
+    """Λ(r) of Eq. (A15) of [ZL] as a 6×6 Mandel matrix, so that ``Σ_ijkl Λ_ijkl T_ij T'_kl = T·Λ·T'`` (Mandel vectors)."""
     return to_mandel4(stress_coupling(r, cl_over_ct, form))
 
 
@@ -233,7 +233,7 @@ def lattice_positions(n0: int) -> np.ndarray:
 
 
 def displacement_table(n0: int, cl_over_ct: float, form: str = "zhou-leggett") -> np.ndarray:
-    """Λ for every lattice displacement of an n0³ cube, ``[2n0−1, 2n0−1, 2n0−1, 6, 6]`` (numba kernel).
+    """Λ (Eq. A15 of [ZL], or A1) for every lattice displacement of an n0³ cube, ``[2n0−1, 2n0−1, 2n0−1, 6, 6]`` (numba kernel).
 
     On a lattice Λ depends only on the displacement, so this one table of (2n0−1)³ Mandel matrices
     serves every pair: ``Λ^(ss') = table[x_s − x_s' + n0 − 1]``. Lattice spacing 1, ρ c_t² = 1. The

@@ -166,7 +166,7 @@ def cubic_rotations() -> np.ndarray:
 
 
 def direction_strains(q, p=None) -> tuple[np.ndarray, np.ndarray]:
-    """Mandel strain vectors of a longitudinal and a transverse wave.
+    """Mandel strain vectors of a longitudinal and a transverse wave (χ_l, χ_t of Eq. 2.12 of [ZL]).
 
     The wave propagates along unit vector ``q`` with transverse polarization ``p ⊥ q``. The
     longitudinal strain is ``e_l = q⊗q`` and the transverse one ``e_t = (q⊗p + p⊗q)/2``, so that
@@ -303,7 +303,7 @@ def parse_direction(text: str):
 
 
 def direction_vectors(directions) -> tuple[np.ndarray, np.ndarray]:
-    """Mandel strains of named directions (:func:`parse_direction`, then :func:`direction_strains`).
+    """Mandel strains of named directions (:func:`parse_direction`, then :func:`direction_strains`; Eq. 2.12).
 
     Parameters
     ----------

@@ -79,7 +79,9 @@ _CHUNK = 4096
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Transitions:
-    """A list of M transitions m → n of a closed system (DESIGN "Array contracts").
+    """A list of M transitions m → n of a closed system: the terms of the spectral sum of Eq. (2.11) of [ZL].
+
+    The array contract is DESIGN "Array contracts".
 
     Fields
     ------
@@ -199,7 +201,7 @@ def _check_transitions(trans) -> Transitions:
 # Populations
 # --------------------------------------------------------------------------------------------
 def boltzmann(energies, temperatures) -> np.ndarray:
-    """Boltzmann probabilities ``p[t, ..., m] = e^{−E_m/T_t}/Z`` (the one implementation in blocksim).
+    """Boltzmann probabilities ``p[t, ..., m] = e^{−E_m/T_t}/Z`` of Eq. (2.11) of [ZL] (the one implementation).
 
     Parameters
     ----------
@@ -233,7 +235,7 @@ def boltzmann(energies, temperatures) -> np.ndarray:
 
 
 def thermal_factor(omega, temperatures) -> np.ndarray:
-    """``1 − e^{−βω}`` ``[n_T, n_ω]`` for ω ≥ 0, odd-extended to ω < 0 as −(1 − e^{−β|ω|}).
+    """The factor ``1 − e^{−βω}`` of Im χ = (1 − e^{−βω}) Im χ̃ (Eq. 2.11 of [ZL]), ``[n_T, n_ω]``, for ω ≥ 0, odd-extended to ω < 0 as −(1 − e^{−β|ω|}).
 
     The odd extension makes ``thermal_factor·Im χ̃`` odd in ω (exact for sharp lines) and avoids
     overflow at T → 0. At T = 0 the factor is sign(ω) (1 for ω > 0, 0 at ω = 0).
@@ -642,7 +644,7 @@ def absorption_rate(im_chi_tilde_value, omega, temperature, *, amplitude_k: floa
 
 
 def mb_ratio(im_chi_l, im_chi_t):
-    """Meissner–Berret ratio sqrt(Im χ_l / Im χ_t) (elementwise).
+    """Meissner–Berret ratio sqrt(Im χ_l / Im χ_t) (elementwise; χ_l, χ_t of Eq. 2.12 of [ZL], BRIEF §1.7).
 
     Both must be finite and of the same sign (both negative for ω > 0); Im χ_t = 0 or opposite
     signs raise InputError.

@@ -21,7 +21,7 @@ log = logging.getLogger("blocksim.rg")
 
 
 def ground_weight_tensor(stress) -> np.ndarray:
-    """Pool-averaged ground-state spectral-weight tensor Σ_{m>0} ⟨0|T_a|m⟩⟨m|T_b|0⟩ ``[6, 6]`` (T*²).
+    """Pool-averaged ground-state spectral-weight tensor Σ_{m>0} ⟨0|T_a|m⟩⟨m|T_b|0⟩ ``[6, 6]`` (T*²; the T = 0 sum rule of Eq. 2.11).
 
     ``stress`` is the pool's Mandel stress ``[P, 6, n, n]`` in the blocks' energy eigenbases.
     """

@@ -157,7 +157,7 @@ def response_arrays(trans_list, edges, centres, e_l, e_t, *, line: str, width=No
 
 
 def reference_weights(trans_list, t_index: int, band) -> np.ndarray:
-    """Per-super-block band weight tensors ``[P_out, 6, 6]`` (T*²) at temperature ``t_index``.
+    """Per-super-block band weight tensors ``[P_out, 6, 6]`` (T*²): ∫_band of Eq. (2.11) at temperature ``t_index``.
 
     ``trans_list`` holds one :class:`~blocksim.response.Transitions` per super block; the
     reference temperature is ``trans_list[0].temperatures[t_index]`` (E*); ``band`` = (ω_lo, ω_hi)

@@ -130,7 +130,7 @@ def _lead_member(spec, member_energies) -> int:
 
 
 def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, tick=lambda: None) -> StepResult:
-    """Run step k on the pool ``(pool_e [P_k, n], pool_t [P_k, 6, n, n])``.
+    """Run step k (Eq. 3.8, 4.1 of [ZL]) on the pool ``(pool_e [P_k, n], pool_t [P_k, 6, n, n])``.
 
     ``lineage`` [P_k] gives the initial block carrying each pool block's lowest excitation;
     ``members_history`` the member arrays of the earlier steps. Returns a :class:`StepResult`.

@@ -19,7 +19,7 @@ __all__ = ["Spectrum"]
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Spectrum:
-    """Low-lying spectrum of a super block.
+    """Low-lying spectrum of a super block (H of Eq. 2.16 of [ZL]; first order: Eq. 3.2).
 
     energies: float64 [K], excitation energies ascending, energies[0] = 0 (the ground state), units E*.
     amp0: float64 [K, 6], ⟨α|T_tot|0⟩ (amp0[0] = ⟨0|T_tot|0⟩), Mandel, units T*.

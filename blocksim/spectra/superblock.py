@@ -109,7 +109,7 @@ def _dipole_unit(d) -> np.ndarray:
 
 
 def dipole_table(n0: int) -> np.ndarray:
-    """μ̂(d) for every lattice displacement of an n0³ cube, ``[2n0−1]³ × [3, 3]`` (0 at d = 0)."""
+    """μ̂(d) (Eq. 5.2 of [ZL]) for every lattice displacement of an n0³ cube, ``[2n0−1]³ × [3, 3]`` (0 at d = 0)."""
     m = 2 * n0 - 1
     d = np.stack(np.meshgrid(*(np.arange(m) - (n0 - 1),) * 3, indexing="ij"), axis=-1).astype(float)
     r = np.linalg.norm(d, axis=-1)
