@@ -6,7 +6,7 @@ by ``rotations[j, i]`` (T → R T Rᵀ), places it on lattice site i of an N0³ 
 couples the members with g_k = g / N0^(3k) (DESIGN note 3). Each super block is solved
 (:func:`blocksim.spectra.solve`), its response is accumulated, and it is truncated to its lowest
 ``n_keep`` levels with the matrix elements of the total stress in that basis
-(:meth:`Spectrum.truncate`). The P_out truncated super blocks, in order, are the pool of step k+1
+(:meth:`blocksim.spectra.Spectrum.truncate`; one step is :func:`blocksim.rg.step.compute_step`). The P_out truncated super blocks, in order, are the pool of step k+1
 (scale L_{k+1} = N0·L_k). K is ``rg.steps`` or round(log_N0(R/L_1)) (Eq. 4.2).
 
 Pool strategies (BRIEF §1b "Pool collapse")
@@ -22,21 +22,23 @@ Pool strategies (BRIEF §1b "Pool collapse")
 
 Observables per step (the super blocks built in the step, V = one super block)
 
-* Im χ and Re χ on a log ω grid (:func:`frequency_grid`; ``"auto"`` follows each step's spectrum),
+* Im χ and Re χ on a log ω grid (:func:`blocksim.rg.observables.frequency_grid`; ``"auto"`` follows each step's spectrum),
   powder-averaged (the isotropic projection of the Mandel tensor, which equals the exact
-  orientation average) and along the configured directions.
+  orientation average, :func:`blocksim.model.tensors.powder_lt`) and along the configured directions.
 * MB reference: ``W_ab = ∫_band Im χ_ab(T_ref, ω) dω`` with sharp lines, i.e.
   ``W_ab = −π Σ_k p_k(T_ref)(1 − e^{−ω_k/T_ref}) amp_ka amp_kb`` over the transitions with ω_k in the
   band, per super block. ``mb_ratio = sqrt(Σ_j W_l^j / Σ_j W_t^j)`` and its standard error is the
-  delete-one jackknife over the super blocks j (:func:`jackknife_ratio`). The same reference for
+  delete-one jackknife over the super blocks j (:func:`blocksim.rg.observables.jackknife_ratio`). The same reference for
   the uncoupled pool blocks entering the step is ``mb_ratio_pool``.
 
 Randomness: every stream is ``SeedSequence(seed, spawn_key=run.spawn_key + (stream, ...))`` with
 stream 0 = initial pool, (1, k) = members of step k, (2, k, j) = rotations of super block j of step
-k. Nothing depends on call order or thread count, so ``--resume`` reproduces an uninterrupted run
-bit for bit.
-"""
+k (:mod:`blocksim.rg.pool`). Nothing depends on call order or thread count, so ``--resume``
+reproduces an uninterrupted run bit for bit (:mod:`blocksim.rg.control`).
 
+The run itself (:func:`run`) is a list of phases: the output path, the initial state (fresh or
+resumed), the steps (each appended to the file through :mod:`blocksim.io`), the final pool.
+"""
 
 from __future__ import annotations
 
