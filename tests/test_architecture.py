@@ -145,3 +145,12 @@ def _public_objects():
 def test_every_public_function_and_class_has_a_docstring():
     missing = sorted(name for name, obj in _public_objects() if not (inspect.getdoc(obj) or "").strip())
     assert missing == [], f"{len(missing)} public callables without a docstring: {missing}"
+
+
+def test_only_the_bench_subcommand_imports_the_benchmark_suite():
+    for m in MODULES:
+        tree = ast.parse(_path(m).read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+        if any(x.split(".")[0] == "benchmarks" for x in names):
+            assert m == "blocksim.bench", m
