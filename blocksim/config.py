@@ -56,9 +56,6 @@ __all__ = [
     "schema_markdown",
 ]
 
-#: Block kinds and the model fields each one passes to :func:`blocksim.model.blocks.make_blocks`.
-BLOCK_FIELDS = BLOCK_KINDS
-METHODS = SOLVERS
 #: Steps when neither rg.steps nor rg.r_over_l1 is given.
 DEFAULT_STEPS = 3
 
@@ -137,7 +134,7 @@ class ModelConfig:
     """``[model]``: the bare block ensemble and the block–block coupling (BRIEF §1.1–1.2)."""
 
     block: str = _f("generic", "block ensemble: 'generic' (n levels), 'ttls' (k independent TTLS, n = 2^k) "
-                    "or 'goe' (random-matrix)", kind="str", choices=tuple(BLOCK_FIELDS))
+                    "or 'goe' (random-matrix)", kind="str", choices=tuple(BLOCK_KINDS))
     n: int = _f(3, "levels per bare block (block = 'generic' or 'goe')", kind="int", check=_range(2, 64))
     k: int = _f(1, "TTLS per bare block, n = 2^k (block = 'ttls')", kind="int", check=_range(1, 6))
     level_distribution: str = _f("uniform", "excited-level law of generic blocks: 'uniform', 'exponential', "
@@ -166,7 +163,7 @@ class ModelConfig:
     def block_spec(self) -> dict:
         """The ``spec`` dict of :func:`blocksim.blocks.make_blocks` for this ensemble."""
         spec = {"kind": self.block}
-        for name in BLOCK_FIELDS[self.block]:
+        for name in BLOCK_KINDS[self.block]:
             spec[name] = getattr(self, name)
         return spec
 
@@ -220,7 +217,7 @@ class SolverConfig:
     """``[solver]``: how each super block is diagonalized (BRIEF §1.3)."""
 
     method: str = _f("perturbative", "'perturbative' (Eq. 3.2), 'sector' (ED in the low-energy sector) or "
-                     "'exact' (full ED, tiny super blocks)", kind="str", choices=METHODS)
+                     "'exact' (full ED, tiny super blocks)", kind="str", choices=SOLVERS)
     resonance_threshold: float = _f(0.1, "|V_ab| / |E_a − E_b| above which a pair counts as resonant "
                                     "(0 < x < 1)", kind="float", check=_open01)
     include_doubles: bool = _f(False, "include double excitations as states (not only as admixture)",
