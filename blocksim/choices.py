@@ -2,12 +2,15 @@
 
 :mod:`blocksim.config` validates TOML fields against these tuples; the model, response and spectra
 modules validate their arguments against the same tuples, so a new choice is added in one place.
-Imports nothing from blocksim.
+The solver size limits (and the state counts they bound) are checked for a whole run before step 0
+(:func:`blocksim.config.load_config`), so a run never dies mid-way on a super block that is too
+large for its solver. Imports nothing from blocksim.
 """
 
 from __future__ import annotations
 
 import math
+from math import comb
 
 __all__ = [
     "BLOCK_KINDS",
@@ -23,6 +26,11 @@ __all__ = [
     "MAX_EXACT_DIM",
     "DENSE_EXACT_DIM",
     "MAX_SECTOR_DIM",
+    "OMEGA_LIMITS",
+    "OMEGA_MAX_DECADES",
+    "sector_dimension",
+    "exact_state_count",
+    "perturbative_state_count",
 ]
 
 #: Block kinds of :func:`blocksim.model.blocks.make_blocks` and the model fields each one takes.
@@ -59,3 +67,29 @@ MAX_EXACT_DIM = 20000
 DENSE_EXACT_DIM = 2048
 #: Largest number of states of the sector solver.
 MAX_SECTOR_DIM = 6000
+#: Range of an explicit ω grid bound (units E*) and the widest grid (decades): beyond them the log grid
+#: loses every line in one bin, or in floating point, and MB becomes NaN.
+OMEGA_LIMITS = (1e-100, 1e100)
+OMEGA_MAX_DECADES = 30
+
+
+def sector_dimension(n_blocks: int, n_levels: int, max_excitations: int) -> int:
+    """Product states with at most ``max_excitations`` excited members: Σ_k C(N, k)(n − 1)^k."""
+    return sum(comb(n_blocks, k) * (n_levels - 1) ** k for k in range(min(max_excitations, n_blocks) + 1))
+
+
+def exact_state_count(n_blocks: int, n_levels: int, n_states: int | None = None) -> int:
+    """States the exact solver returns: all n^N when dense, else the Lanczos count (default N(n−1) + 33)."""
+    dim = n_levels**n_blocks
+    if dim <= DENSE_EXACT_DIM:
+        return dim
+    return int(n_states) if n_states is not None else min(dim - 2, 1 + n_blocks * (n_levels - 1) + 32)
+
+
+def perturbative_state_count(n_blocks: int, n_levels: int) -> int:
+    """States the perturbative solver always returns: the ground state and N(n − 1) single excitations.
+
+    (Doubles resonant with a single excitation are added inside their clusters, so a spectrum may hold
+    more; never fewer.)
+    """
+    return 1 + n_blocks * (n_levels - 1)

@@ -105,6 +105,23 @@ def test_null_superblock_weight_is_sum_of_members(null_run):
             assert np.allclose(s.weight_t, pt[s.members].sum(axis=1), rtol=1e-10)
             assert s.coupling_g == 0.0
             assert s.diagnostics["n_resonant_pairs_total"] == 0
+            assert s.diagnostics["n_resonant_single_double_total"] == 0
+
+
+def test_single_double_resonances_are_counted_per_step(tmp_path):
+    """Strong coupling, n = 3: single–double resonances occur; the step total is the per-block sum."""
+    cfg = load_config({
+        "model": {"block": "generic", "n": 3, "coupling": 0.5},
+        "lattice": {"n0": 2},
+        "rg": {"steps": 1, "pool_size": 6, "pool_strategy": "partition", "n_keep": 3},
+        "observables": {"temperatures": [0.05], "omega_points": 12},
+        "run": {"seed": 3, "progress": "none"},
+    })
+    with open_trajectory(rg.run(cfg, tmp_path / "sd.h5")) as tr:
+        d = tr.steps[0].diagnostics
+    per_block = np.asarray(d["n_resonant_single_double"])
+    assert per_block.shape == (6,)
+    assert d["n_resonant_single_double_total"] == per_block.sum() > 0
 
 
 def test_partition_pool_chain_and_diversity(null_run):

@@ -73,6 +73,8 @@ def step_diagnostics(k: int, solved, pool_e, pool_t, lineage, new_lineage, membe
         d[key] = np.array([float(s.get(key, np.nan)) for s in solver])
     if "n_resonant_pairs" in keys:
         d["n_resonant_pairs_total"] = int(np.nansum(d["n_resonant_pairs"]))
+    if "n_resonant_single_double" in keys:
+        d["n_resonant_single_double_total"] = int(np.nansum(d["n_resonant_single_double"]))
     d["n_resonance_warnings"] = int(solved["n_resonance_warnings"])
     wg = ground_weight_tensor(pool_t)
     _, _, resid = isotropic_projection(wg)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Config
-from ..errors import InputError
+from ..errors import InputError, NonFiniteError
 from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, powder_lt
 from ..response import transitions_from_levels
@@ -33,7 +33,7 @@ from .observables import (
 )
 from .pool import coupling_at_step, step_members, step_rotations
 
-__all__ = ["StepResult", "compute_step", "solve_superblocks"]
+__all__ = ["StepResult", "check_finite", "compute_step", "solve_superblocks"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,24 @@ def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick)
     return out
 
 
+def check_finite(k: int, values: dict, line, omega_min, omega_max) -> None:
+    """Stop the run on any NaN/±inf observable of step ``k`` (standard errors ``*_err`` may be NaN).
+
+    Raises :class:`~blocksim.errors.NonFiniteError` naming the dataset and the count; ``line``,
+    ``omega_min``, ``omega_max`` (the grid settings) are quoted in the message.
+    """
+    for name, value in values.items():
+        if name.endswith("_err") or isinstance(value, (str, list)):
+            continue
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            raise NonFiniteError(
+                f"step {k}: {name} has {bad} non-finite value(s) (observables.line = {line!r}, "
+                f"omega_min = {omega_min!r}, omega_max = {omega_max!r}); the run stops before writing it"
+            )
+
+
 def _lead_member(spec, member_energies) -> int:
     """Member whose excitation dominates the super block's first excited state."""
     labels = getattr(spec, "labels", None)
@@ -192,6 +210,7 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
         "superblock_energies": new_e,
         "superblock_stress": new_t,
     }
+    check_finite(k, values, obs.line, obs.omega_min, obs.omega_max)
     diagnostics = step_diagnostics(k, sol, pool_e, pool_t, lineage, new_lineage, members_history,
                                    diversity_warn=cfg.rg.diversity_warn,
                                    warn_collapse=cfg.rg.pool_strategy == "resample")
