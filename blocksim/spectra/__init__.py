@@ -15,6 +15,8 @@ T_tot = Σ_s T^(s).
 * :mod:`~blocksim.spectra.perturbative` — ``"perturbative"``: first-order theory (Eq. 3.2) for the
   ground state and every single excitation, with the pair admixture of the ground state and resonant
   clusters diagonalized exactly (numba kernels over the displacement table);
+* :mod:`~blocksim.spectra.excited` — the kept stress block among excited states to first order and
+  the single–double resonances (used by the perturbative solver);
 * :mod:`~blocksim.spectra.exact` — ``"sector"`` (ED with at most ``max_excitations`` excited
   members) and ``"exact"`` (full ED, dense up to :data:`~blocksim.choices.DENSE_EXACT_DIM` states,
   Lanczos up to :data:`~blocksim.choices.MAX_EXACT_DIM`).
