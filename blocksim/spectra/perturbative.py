@@ -628,6 +628,10 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         "resonant_fraction": float(frac),
         "n_dressed_members": int(np.count_nonzero(dressed)),
     }
+    # resonant bookkeeping (for splitting the response into resonant and non-resonant parts)
+    single_res = in_any_cluster[:ns].reshape(nb, nl - 1) | dressed[:, None]
+    node_res = in_any_cluster.copy()
+    node_res[:ns] |= single_res.ravel()
     return Spectrum(
         energies=energies,
         amp0=amp0,
@@ -638,6 +642,9 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         _pop_weights=pop_w,
         labels=labels,
         _members=(e_eff, s_eff),
+        resonant_states=np.concatenate([[False], node_res[order]]),
+        resonant_singles=single_res,
+        dressed_members=np.asarray(dressed, dtype=bool).copy(),
     )
 
 

@@ -40,6 +40,14 @@ class Spectrum:
     #: (energies [N, n], stress [N, 6, n, n]) of the members as used for excited-state quantities
     #: (the perturbative solver dresses members with a one-body resonance); None: the raw members.
     _members: tuple | None = field(repr=False, default=None)
+    #: bool [K]: state α is in a resonant cluster or is an excitation of a dressed member (perturbative
+    #: solver); None: no resonance treatment (every state counts as non-resonant).
+    resonant_states: np.ndarray | None = field(repr=False, default=None)
+    #: bool [N, n−1]: single excitation |s,m⟩ (m = 1..n−1) lies in a resonant cluster or member s is
+    #: dressed (perturbative solver); None: none.
+    resonant_singles: np.ndarray | None = field(repr=False, default=None)
+    #: bool [N]: members diagonalized exactly in their local field (perturbative solver); None: none.
+    dressed_members: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def members(self) -> tuple[np.ndarray, np.ndarray]:
@@ -93,6 +101,25 @@ class Spectrum:
         """Unperturbed energy of the lowest double excitation (two distinct members each in level 1)."""
         e1 = np.sort(self.members[0][:, 1])
         return float(e1[0] + e1[1]) if len(e1) > 1 else float("inf")
+
+    def resonant_mask(self) -> np.ndarray:
+        """bool ``[M]`` aligned with :meth:`transitions`: True for the resonant transitions.
+
+        Resonant: ground → a state of :attr:`resonant_states`, and a dressed member's own
+        excited → other transitions (perturbative solver). Every transition of a solver without a
+        resonance treatment is non-resonant. The split is a partition: Im χ of the two subsets adds
+        up to Im χ of :meth:`transitions` (lines are additive).
+        """
+        n_ground = len(self.energies) - 1
+        if self._pop_weights is None:
+            return np.zeros(self.transitions([1.0]).omega.size, dtype=bool)
+        sb = self._sb
+        nl = sb.n_levels
+        ss, mm, kk = np.meshgrid(np.arange(sb.n_blocks), np.arange(1, nl), np.arange(nl), indexing="ij")
+        ss = ss[mm != kk]
+        ground = np.zeros(n_ground, dtype=bool) if self.resonant_states is None else self.resonant_states[1:]
+        member = np.zeros(ss.size, dtype=bool) if self.dressed_members is None else self.dressed_members[ss]
+        return np.concatenate([np.asarray(ground, dtype=bool), member])
 
     def transitions(self, temperatures) -> Transitions:
         """Transitions for the response functions at the given temperatures (units E*).
