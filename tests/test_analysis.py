@@ -233,38 +233,104 @@ def test_thin_script_bad_file_exit_code(tmp_path):
 def test_recursion_check_fit_models_known_answers():
     from blocksim.analysis import recursion_check as rcheck
 
-    n0 = np.arange(2, 9)
+    n0 = np.array([2, 3, 4, 6, 8, 12, 16])
     err = np.full(n0.size, 0.01)
     fit = rcheck.fit_models(n0, 0.3 + 0.8 * np.log(n0), err)
     assert fit["log_b"] == pytest.approx(0.8, rel=1e-10)
     assert fit["log_chi2dof"] == pytest.approx(0.0, abs=1e-12)
     assert fit["const_chi2dof"] > 100
+    assert fit["best"] == "log"
     assert rcheck.verdict(fit, 0.8).startswith("ln N0 growth, slope agrees")
     flat = rcheck.fit_models(n0, np.full(n0.size, 0.5), err)
     assert "no ln N0 growth" in rcheck.verdict(flat, 2.0)
     power = rcheck.fit_models(n0, 2.0 * n0**-1.0, err)
     assert power["pow_p"] == pytest.approx(-1.0, rel=1e-6)
+    sat = rcheck.fit_models(n0, 1.5 - 2.0 / n0, err)
+    assert sat["sat_a"] == pytest.approx(1.5, rel=1e-10) and sat["sat_c"] == pytest.approx(2.0, rel=1e-10)
+    assert sat["best"] == "sat"
 
 
-def test_recursion_check_zero_coupling_is_null(tmp_path):
+def _records(shape, n0, couplings, thresholds, samples, seed=3):
     from blocksim.analysis import recursion_check as rcheck
 
-    rows = rcheck.scan((2, 3), samples=3, coupling_g=1e-12, seed=1)
-    # at g → 0 the perturbative super block is the single-block sum: r·g → 0
+    return [rcheck.sample_record(np.random.default_rng([seed, k]), shape, n0, couplings, thresholds)
+            for k in range(samples)]
+
+
+def test_recursion_check_parts_add_up_and_extrapolations():
+    from blocksim.analysis import recursion_check as rcheck
+
+    recs = _records("cube", 3, (1e-3, 3e-3), (0.05, 0.1, 0.2), 4)
+    rows = rcheck.reduce_samples(recs, "cube", 3, (1e-3, 3e-3), (0.05, 0.1, 0.2))
+    assert len(rows) == (2 * 3 + 2 + 1) * len(rcheck.KEYS)
     for r in rows:
-        assert abs(r["r_per_g"] * 1e-12) < 1e-9
-        assert r["b_pred"] > 0  # Re χ̃ < 0 → Eq. 3.7 predicts more absorption
+        assert r["r_resonant"] + r["r_nonresonant"] == pytest.approx(r["r_per_g"], rel=1e-12, abs=1e-12)
+        assert r["err"] > 0 and r["b_pred"] > 0  # Re χ̃ < 0 in the band → Eq. 3.7 predicts more absorption
+    # θ → 0 is the per-sample linear extrapolation: a linear functional of the rows at fixed g
+    th = np.array([0.05, 0.1, 0.2])
+    w = np.linalg.pinv(np.stack([np.ones(3), th], axis=1))[0]
+    sel = [r for r in rows if r["coupling_g"] == 1e-3 and r["direction"] == "powder" and r["pol"] == "l"]
+    by_th = {r["threshold"]: r for r in sel}
+    assert by_th[0.0]["r_per_g"] == pytest.approx(sum(wi * by_th[t]["r_per_g"] for wi, t in zip(w, th)), rel=1e-9)
+    # the same blocks and rotations at every (g, θ): the members' baseline is identical
+    assert all(np.array_equal(recs[0]["base"], rcheck.sample_record(np.random.default_rng([3, 0]), "cube", 3, (1e-3,),
+                                                                    (0.3,))["base"]) for _ in range(1))
 
 
-@pytest.mark.slow
-def test_recursion_check_runs_and_plots(tmp_path):
+def test_recursion_check_tiny_coupling_is_null():
     from blocksim.analysis import recursion_check as rcheck
 
-    rep = rcheck.run([], tmp_path, n0_values=(2, 3, 4), samples=4)
+    recs = _records("sphere", 3, (1e-12,), (0.1,), 3)
+    for r in rcheck.reduce_samples(recs, "sphere", 3, (1e-12,), (0.1,)):
+        assert abs(r["r_per_g"] * 1e-12) < 1e-9
+
+
+def test_recursion_plan_tasks_merge_and_plot(tmp_path):
+    from blocksim.analysis import recursion_plan as plan_mod
+
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text("""
+[scan]
+n0 = [2, 3, 4]
+shapes = ["cube", "sphere"]
+couplings = [1e-3, 3e-3]
+thresholds = [0.1, 0.2]
+samples = 3
+samples_per_task = {2 = 3, default = 2}
+moment_samples = 500
+output_dir = "out"
+""")
+    plan = plan_mod.load_plan(str(plan_file))
+    todo = plan_mod.tasks(plan)
+    assert len(todo) == 2 + 2 * 2 + 2 * 2
+    plan_mod.run_local(plan, 1, log=lambda *_: None)
+    rep = plan_mod.merge(plan)
     assert {r["shape"] for r in rep.rows} == {"cube", "sphere"}
-    assert {r["direction"] for r in rep.rows} == {"100", "110", "111", "powder"}
-    assert len(rep.extra["fits"]) == 16
+    assert {r["n0"] for r in rep.rows} == {2, 3, 4}
+    assert all(np.isfinite(r["r_semianalytic"]) for r in rep.rows)
+    assert any(f["part"] == "r_nonresonant" for f in rep.extra["fits"])
     _png_ok(rep.png_path)
+    # task results do not depend on how samples are grouped: rerun task 2 alone, same file content
+    path = plan_mod.run_task(plan, 2)
+    with np.load(path) as z:
+        first = z["base"].copy()
+    regrouped = plan_mod.load_plan(str(plan_file), {"samples_per_task": 1})
+    assert plan_mod.tasks(plan)[2] == ("cube", 3, 0, 2)
+    index = plan_mod.tasks(regrouped).index(("cube", 3, 0, 1))
+    with np.load(plan_mod.run_task(regrouped, index)) as z:  # cube N0 = 3, sample 0 alone
+        np.testing.assert_array_equal(z["base"][0], first[0])
+
+
+def test_recursion_plan_rejects_bad_keys(tmp_path):
+    from blocksim.analysis import recursion_plan as plan_mod
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scan]\nn0 = [2]\ncouplings = [1e-3]\nthresholds = [0.1]\ncoupling = 1\n")
+    with pytest.raises(InputError, match="scan.coupling"):
+        plan_mod.load_plan(str(bad))
+    bad.write_text("[scan]\nn0 = [2]\ncouplings = [1e-3]\nthresholds = [1.5]\n")
+    with pytest.raises(InputError, match="thresholds"):
+        plan_mod.load_plan(str(bad))
 
 
 REAL_CONFIG = """
