@@ -43,7 +43,7 @@ from ..theory import semianalytic as _semi
 from ..theory.interaction_split import band_tensor, split_band_tensors
 
 __all__ = ["DIRECTIONS", "SHAPES", "KEYS", "site_positions", "sample_record", "reduce_samples", "fit_models",
-           "verdict", "fit_rows", "semianalytic_rows", "ed_check"]
+           "verdict", "fit_rows", "semianalytic_rows", "ed_check", "ed_summary"]
 
 #: (name, q, [polarizations]) — the named directions of blocksim.response.chi_components.
 DIRECTIONS = (
@@ -367,22 +367,25 @@ def semianalytic_rows(shapes, n0_values, *, block_spec=None, cl_over_ct=1.6, ome
 
 
 # ------------------------------------------------------------------------------------ exact-diag check
-def ed_check(n0_values=(2, 3), samples=6, coupling_g=3e-3, threshold=0.1, *, block_spec=None, cl_over_ct=1.6,
-             temperature=0.01, omegas=(0.3, 0.45, 0.6), width=0.08, seed=99) -> list:
+def ed_check(n0_values=(2, 3), samples=(40, 10), coupling_g=1e-3, thresholds=(0.05, 0.1, 0.2), *, block_spec=None,
+             cl_over_ct=1.6, temperature=0.01, omegas=(0.3, 0.45, 0.6), width=0.08, seed=99) -> list:
     """Perturbative solver (resonant clusters exact) against sector ED on the same super blocks.
 
     Sector ED keeps every state with at most two excited members (singles and doubles, exact within
-    that space). Per sample: the interaction part δIm χ (powder l, t) in the band, perturbative
-    (total and its resonant part) and sector.
+    that space). Per sample: the interaction part δIm χ (powder l, t) in the band, relative to the
+    members' band Im χ and per unit g: perturbative at every θ (total and resonant part), its linear
+    extrapolation θ → 0, and sector ED.
 
     Parameters
     ----------
     n0_values : sequence of int
         Small cubes (N0 = 2, 3).
-    samples : int
-        Super blocks per N0.
-    coupling_g, threshold : float
-        g and θ of the perturbative solver.
+    samples : sequence of int
+        Super blocks per N0 (same length as ``n0_values``).
+    coupling_g : float
+        g.
+    thresholds : sequence of float
+        θ values of the perturbative solver.
     block_spec : dict, optional
         Member ensemble.
     cl_over_ct, temperature, omegas, width : float
@@ -393,34 +396,65 @@ def ed_check(n0_values=(2, 3), samples=6, coupling_g=3e-3, threshold=0.1, *, blo
     Returns
     -------
     list of dict
-        One row per (N0, sample, pol): ``d_pert``, ``d_pert_res``, ``d_sector`` (per unit g, relative to
-        the members' band Im χ), ``resonant_fraction``.
+        One row per (N0, sample, pol): ``d_pert_<θ>``, ``d_res_<θ>``, ``d_pert_theta0``, ``d_sector``,
+        ``resonant_fraction`` (at the middle θ).
     """
     spec = dict(block_spec or {"kind": "generic", "n": 3})
+    th = np.asarray(thresholds, dtype=float)
     rows = []
-    for n0 in n0_values:
+    for n0, count in zip(n0_values, samples):
         pos = lattice_positions(n0)
         tab = displacement_table(n0, cl_over_ct)
-        for k in range(samples):
+        ip = [c for c, k in enumerate(KEYS) if k[0] == "powder"]
+        for k in range(count):
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(n0, k)))
             e, s = _blocks.make_blocks(rng, pos.shape[0], spec)
             rot = random_rotation(rng, pos.shape[0])
             sb = _spectra.assemble_superblock(e, s, rot, n0, coupling_g, cl_over_ct, positions=pos, table=tab)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", _spectra.ResonanceWarning)
-                sp = _spectra.solve(sb, "perturbative", resonance_threshold=threshold)
-            t = split_band_tensors(sb, sp, temperature, omegas, width)
+            pert, res, frac = [], [], []
+            for thr in th:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", _spectra.ResonanceWarning)
+                    sp = _spectra.solve(sb, "perturbative", resonance_threshold=float(thr))
+                t = split_band_tensors(sb, sp, temperature, omegas, width)
+                base = components(t["im_0"])
+                pert.append(components(t["im_g"] - t["im_0"]) / (coupling_g * base))
+                res.append(components(t["im_g_res"] - t["im_0_res"]) / (coupling_g * base))
+                frac.append(float(sp.diagnostics["resonant_fraction"]))
+            pert, res = np.array(pert), np.array(res)
+            theta0 = _lin_extrap(th, pert[None])[0]
             sec = _spectra.solve(sb, "sector", max_excitations=2)
             im_sec = band_tensor(sec.transitions([temperature]), "im_chi", omegas, width)
-            base = components(t["im_0"])
-            vals = {"pert": components(t["im_g"] - t["im_0"]), "res": components(t["im_g_res"] - t["im_0_res"]),
-                    "sec": components(im_sec - t["im_0"])}
-            for c, (d, p) in enumerate(KEYS):
-                if d != "powder":
-                    continue
-                rows.append({"n0": n0, "sample": k, "pol": p, "coupling_g": coupling_g, "threshold": threshold,
-                             "d_pert": float(vals["pert"][c] / (coupling_g * base[c])),
-                             "d_pert_res": float(vals["res"][c] / (coupling_g * base[c])),
-                             "d_sector": float(vals["sec"][c] / (coupling_g * base[c])),
-                             "resonant_fraction": float(sp.diagnostics["resonant_fraction"])})
+            d_sec = components(im_sec - t["im_0"]) / (coupling_g * base)
+            for c in ip:
+                row = {"n0": n0, "sample": k, "pol": KEYS[c][1], "coupling_g": coupling_g}
+                for j, thr in enumerate(th):
+                    row[f"d_pert_{thr:g}"] = float(pert[j, c])
+                    row[f"d_res_{thr:g}"] = float(res[j, c])
+                row["d_pert_theta0"] = float(theta0[c])
+                row["d_sector"] = float(d_sec[c])
+                row["resonant_fraction"] = frac[len(frac) // 2]
+                rows.append(row)
     return rows
+
+
+def ed_summary(rows) -> list:
+    """Mean ± standard error over samples of each ``d_*`` column of :func:`ed_check`, and of (perturbative − ED)
+    with its median (robust against the few samples with a soft member, gap ≲ T, where the two treatments of
+    thermal populations differ at O(g))."""
+    out = []
+    for n0 in sorted({r["n0"] for r in rows}):
+        for pol in ("l", "t"):
+            ser = [r for r in rows if r["n0"] == n0 and r["pol"] == pol]
+            row = {"n0": n0, "pol": pol, "samples": len(ser)}
+            for key in [k for k in ser[0] if k.startswith("d_")]:
+                v = np.array([r[key] for r in ser])
+                row[key] = float(v.mean())
+                row[f"{key}_err"] = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+                if key.startswith("d_pert"):
+                    diff = v - np.array([r["d_sector"] for r in ser])
+                    row[f"{key}_minus_ed_median"] = float(np.median(diff))
+                    row[f"{key}_minus_ed"] = float(diff.mean())
+                    row[f"{key}_minus_ed_err"] = float(diff.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+            out.append(row)
+    return out

@@ -245,7 +245,8 @@ def merge(plan: Plan, outdir: str | None = None, *, pair_draws: int = 64) -> Rep
                                                  moment_samples=plan.moment_samples, seed=plan.seed + 1)
     mom = semi.single_block_moments(plan.block, np.random.default_rng(plan.seed + 2),
                                     samples=min(plan.moment_samples, 20000), omegas=plan.omegas, width=plan.width)
-    estimates = {}
+    estimates, excess = {}, {}
+    n_levels = int(plan.block.get("n", 2 ** plan.block.get("k", 1)))
     for r in rows:
         c = rc.KEYS.index((r["direction"], r["pol"]))
         r["r_semianalytic"] = float(semi_vals[(r["shape"], r["n0"])][c])
@@ -253,9 +254,15 @@ def merge(plan: Plan, outdir: str | None = None, *, pair_draws: int = 64) -> Rep
         if r["coupling_g"] > 0 and r["threshold"] > 0 and key not in estimates:
             estimates[key] = semi.resonant_pair_estimate(
                 mom, rc.site_positions(r["shape"], r["n0"]), plan.cl_over_ct, r["coupling_g"], r["threshold"],
-                np.random.default_rng(plan.seed + 3), n_levels=int(plan.block.get("n", 2 ** plan.block.get("k", 1))),
-                draws=pair_draws)
+                np.random.default_rng(plan.seed + 3), n_levels=n_levels, draws=pair_draws)
         r["pairs_estimate"] = estimates.get(key, float("nan"))
+        if (r["shape"], r["n0"]) not in excess:
+            pos = rc.site_positions(r["shape"], r["n0"])
+            x = semi.normalization_excess(mom, pos, plan.cl_over_ct, np.random.default_rng(plan.seed + 4),
+                                          n_levels=n_levels, draws=4 * pair_draws)
+            _, base = semi.predicted_tensors(mom, np.zeros((6, 6)), pos.shape[0])
+            excess[(r["shape"], r["n0"])] = rc.components(x) / rc.components(base)
+        r["excess_slope_estimate"] = float(excess[(r["shape"], r["n0"])][c])
     fits = rc.fit_rows(rows)
     os.makedirs(outdir, exist_ok=True)
     csv_path = write_table(rows, os.path.join(outdir, "recursion_check.csv"))
@@ -352,11 +359,15 @@ def main(argv=None) -> int:
                 print(i, *t)
             return 0
         if args.ed_check:
-            rows = rc.ed_check(seed=plan.seed)
+            rows = rc.ed_check(seed=plan.seed, thresholds=plan.thresholds, coupling_g=min(plan.couplings),
+                               block_spec=plan.block, cl_over_ct=plan.cl_over_ct, temperature=plan.temperature,
+                               omegas=plan.omegas, width=plan.width)
             out = args.outdir or plan.output_dir
             os.makedirs(out, exist_ok=True)
             path = write_table(rows, os.path.join(out, "recursion_check_ed.csv"))
-            print(format_table(rows, "δIm χ per unit g (powder), perturbative vs sector ED, same samples"))
+            summary = rc.ed_summary(rows)
+            write_table(summary, os.path.join(out, "recursion_check_ed_summary.csv"))
+            print(format_table(summary, "δIm χ/(g Im χ0) in the band (powder): perturbative (per θ, θ → 0) vs sector ED"))
             print(f"wrote {path}")
             return 0
         if args.task is not None:

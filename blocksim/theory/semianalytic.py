@@ -51,6 +51,7 @@ __all__ = [
     "isotropic_rank3_projection",
     "predicted_tensors",
     "resonant_pair_estimate",
+    "normalization_excess",
 ]
 
 _V_BULK = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]) / np.sqrt(3.0)
@@ -71,6 +72,8 @@ class BlockMoments:
     t0_bar: np.ndarray
     energies_ex: np.ndarray
     u_ex: np.ndarray
+    #: J = ⟨Σ_m L(E_m) ρ(E_m)⟩ (ρ: density of excitation energies per block, Gaussian kernel 0.02 E*)
+    j_band: float = float("nan")
 
 
 def _band(energies, omegas, width):
@@ -197,7 +200,21 @@ def single_block_moments(block_spec: dict, rng: np.random.Generator, *, samples:
         d[:, :, c] = (resp[0] - resp[1]) / (2.0 * epsilon)
     d_bar = isotropic_rank3_projection(d)
     t0_bar = float(np.mean(st[:, :, 0, 0] @ _V_BULK)) * _V_BULK
-    return BlockMoments(a=a, k=k, d_bar=d_bar, t0_bar=t0_bar, energies_ex=ex, u_ex=u)
+    rho = _level_density(ex, ex, samples, 0.02)
+    j_band = float(np.sum(lw * rho) / samples)
+    return BlockMoments(a=a, k=k, d_bar=d_bar, t0_bar=t0_bar, energies_ex=ex, u_ex=u, j_band=j_band)
+
+
+def _level_density(at, ex, samples, bw):
+    """Density of excitation energies per block at ``at`` (Gaussian kernel of width ``bw``, units 1/E*)."""
+    sub = ex[:: max(1, ex.size // 8000)]
+    scale = ex.size / sub.size
+    out = np.empty(np.size(at))
+    flat = np.ravel(at)
+    for i in range(0, flat.size, 2000):
+        z = (flat[i:i + 2000, None] - sub[None, :]) / bw
+        out[i:i + 2000] = np.exp(-0.5 * z * z).sum(axis=1) * scale / (bw * np.sqrt(2 * np.pi) * samples)
+    return out.reshape(np.shape(at))
 
 
 def pair_counts(positions) -> np.ndarray:
@@ -334,3 +351,58 @@ def resonant_pair_estimate(moments: BlockMoments, positions, cl_over_ct: float, 
     prob = np.searchsorted(de, v / threshold, side="right") / de.size
     return float(0.5 * np.sum(c * prob.mean(axis=1)) * (n_levels - 1) ** 2)
 
+
+
+def normalization_excess(moments: BlockMoments, positions, cl_over_ct: float, rng: np.random.Generator, *,
+                         n_levels: int, draws: int = 64, table=None) -> np.ndarray:
+    """θ-slope of the excess band weight of unnormalized first-order amplitudes, per unit g: [6, 6].
+
+    The perturbative solver's amplitude of |s,m⟩ is u + δ with δ ∋ (V/ΔE) u_t for every non-resonant partner
+    (|ΔE| > |V|/θ) and no normalization factor, so |e·(u + δ)|² carries (V/ΔE)² (e·u_t)² on top of the exact
+    weight (which a normalized state shares with its partner: the sum rule). Integrated over ΔE with the partner
+    level density ρ(E) at E_m, ∫_{|ΔE|>|V|/θ} V²/ΔE² ρ dΔE = 2θ ρ(E_m) |V|: an O(g) excess, linear in θ, that
+    grows like Σ|Λ| ∝ ln N0. This returns X with δχ_excess ≈ θ g X (same sign convention as
+    :func:`predicted_tensors`, Σ u uᵀ L):
+
+        X = 2 (n − 1) J Σ_{s≠t} ⟨|2 u_s·Λ^(st)·u_t| u_t u_tᵀ⟩,   J = ⟨Σ_m L(E_m) ρ(E_m)⟩,
+
+    averaged over ``draws`` independently rotated transition pairs per displacement (amplitudes and levels
+    taken as independent; ρ from a Gaussian kernel of width 0.02 E*, :attr:`BlockMoments.j_band`).
+
+    Parameters
+    ----------
+    moments : BlockMoments
+        Sampled transitions and the band (moments.a fixes nothing here; L is recomputed by the caller's band).
+    positions : array_like
+        int [N, 3] sites.
+    cl_over_ct : float
+        c_l/c_t.
+    rng : numpy.random.Generator
+        Random stream for the draws.
+    n_levels : int
+        Levels n per member (n − 1 partner transitions per member).
+    draws : int
+        Transition pairs per displacement.
+    table : numpy.ndarray, optional
+        Displacement table.
+
+    Returns
+    -------
+    numpy.ndarray
+        [6, 6], per unit g and unit θ.
+    """
+    counts = pair_counts(positions)
+    n0 = (counts.shape[0] + 1) // 2
+    tab = displacement_table(n0, cl_over_ct) if table is None else table
+    nz = np.nonzero(counts)
+    lam = tab[nz]
+    c = counts[nz].astype(float)
+    m = moments.u_ex.shape[0]
+    pick = rng.integers(0, m, size=(2, draws))
+    rs = rotation_mandel(random_rotation(rng, 2 * draws))
+    us = np.einsum("kab,kb->ka", rs[:draws], moments.u_ex[pick[0]])
+    ut = np.einsum("kab,kb->ka", rs[draws:], moments.u_ex[pick[1]])
+    v = 2.0 * np.abs(np.einsum("ka,pab,kb->pk", us, lam, ut))  # [P, draws] per unit g
+    weight = np.einsum("p,pk->k", c, v)  # Σ_{s≠t} |V|/g for each draw
+    x = np.einsum("k,ka,kb->ab", weight, ut, ut) / draws
+    return 2.0 * (n_levels - 1) * moments.j_band * x
