@@ -354,8 +354,50 @@ def check_partition(spec: SweepSpec, template_text: str) -> str | None:
     return part
 
 
+#: placeholders whose values are paths or commands (checked for control characters and, on #SBATCH
+#: lines, for the characters SLURM's script parser cannot quote)
+_PATH_VALUES = ("log_dir", "output_dir", "python", "sweep_file")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: inside #SBATCH lines sbatch honours double quotes and backslash escapes and expands %-patterns
+#: (%x, %A, ...) in --output; these cannot be passed through safely, so they are refused
+_SLURM_UNQUOTABLE = re.compile(r'["\\%]')
+_QUOTED_PLACEHOLDER = re.compile(r"""(["'])(\{\{\s*\w+\s*\}\})\1""")
+
+
+def check_script_value(field: str, value: str, *, sbatch_line: bool = False) -> str:
+    """Refuse a value that could change the meaning of the batch script; return it unchanged.
+
+    Control characters (newline, carriage return, tab, NUL, ...) are refused everywhere: a newline in a
+    path would start a new shell line. On ``#SBATCH`` lines ``"``, ``\\`` and ``%`` are refused too
+    (sbatch parses quotes and escapes there and expands ``%`` patterns in file names).
+    """
+    m = _CONTROL.search(value)
+    if m:
+        raise InputError(f"{field}: {value!r} contains the control character {m.group()!r}; paths and names "
+                         "that reach the batch script must be printable")
+    if sbatch_line:
+        m = _SLURM_UNQUOTABLE.search(value)
+        if m:
+            raise InputError(f"{field}: {value!r} contains {m.group()!r}, which an #SBATCH line cannot quote; "
+                             "move the sweep to a directory without '\"', '\\' or '%'")
+    return value
+
+
+def _slurm_quote(value: str) -> str:
+    """Double-quote a value for an #SBATCH line (checked by :func:`check_script_value` first)."""
+    return f'"{value}"'
+
+
 def render_sbatch(spec: SweepSpec, indices, *, python: str | None = None) -> str:
-    """The sbatch script for ``indices`` (a job array; the array index is the task index)."""
+    """The sbatch script for ``indices`` (a job array; the array index is the task index).
+
+    Values are never pasted raw: on shell lines every value is ``shlex.quote``-d, on ``#SBATCH`` lines it
+    is double-quoted for sbatch's own parser, and control characters (and what sbatch cannot quote) are
+    refused with an InputError. A placeholder written inside quotes in a custom template (``"{{x}}"``)
+    has those quotes replaced by the renderer's.
+    """
+    import shlex
+
     if spec.path is None:
         raise InputError("slurm executor: the sweep must come from a file (run-task reads it on the nodes)")
     template_path = _template_path(spec)
@@ -377,23 +419,43 @@ def render_sbatch(spec: SweepSpec, indices, *, python: str | None = None) -> str
                               "best-effort": "BEST_EFFORT"}[spec.hdf5_file_locking],
         "python": python or sys.executable,
         "sweep_file": str(spec.path),
-        "extra_directives": "\n".join(f"#SBATCH {e}" for e in spec.slurm.extra),
     }
+    fields = {"log_dir": "sweep.output_dir", "output_dir": "sweep.output_dir", "python": "python executable",
+              "sweep_file": "sweep file path", "job_name": "sweep.name"}
+    for key, value in values.items():
+        check_script_value(fields.get(key, f"slurm.{key}"), value)
+    extra = [check_script_value("slurm.extra", e) for e in spec.slurm.extra]
+
     lines = []
     for line in text.splitlines():
         if partition is None and "{{partition}}" in line.replace(" ", ""):
             continue  # no partition given: let SLURM use its default
         if "{{hdf5_file_locking}}" in line.replace(" ", "") and not values["hdf5_file_locking"]:
             continue
+        if line.strip().replace(" ", "") == "{{extra_directives}}":
+            lines.extend(f"#SBATCH {e}" for e in extra)
+            continue
         lines.append(line)
 
-    def sub(m):
-        if m.group(1) not in values:
-            raise InputError(f"slurm.template: unknown placeholder {{{{{m.group(1)}}}}} in {template_path}"
-                             + suggest(m.group(1), values))
-        return values[m.group(1)]
+    def render_line(line: str) -> str:
+        sbatch = line.lstrip().startswith("#SBATCH")
 
-    return _PLACEHOLDER.sub(sub, "\n".join(lines) + "\n")
+        def sub(m):
+            key = m.group(1)
+            if key not in values:
+                raise InputError(f"slurm.template: unknown placeholder {{{{{key}}}}} in {template_path}"
+                                 + suggest(key, values))
+            value = values[key]
+            if sbatch and key in _PATH_VALUES:
+                return _slurm_quote(check_script_value(fields[key], value, sbatch_line=True))
+            if sbatch:
+                return value  # names, times, sizes, counts: validated by the sweep spec's patterns
+            return shlex.quote(value)
+
+        line = _QUOTED_PLACEHOLDER.sub(lambda m: m.group(2), line)
+        return _PLACEHOLDER.sub(sub, line)
+
+    return "\n".join(render_line(line) for line in lines) + "\n"
 
 
 def _slurm_cmd(name: str) -> str:

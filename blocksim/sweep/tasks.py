@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import importlib
 import json
 import os
 import signal
@@ -214,11 +213,9 @@ def task_state(spec: SweepSpec, task: Task) -> TaskState:
 
 # ------------------------------------------------------------------------------------ running
 def _resolve_runner(path: str):
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"sweep.runner: cannot import {path!r}: {exc}") from None
+    from .spec import resolve_runner
+
+    return resolve_runner(path)
 
 
 def _one_line(exc: BaseException) -> str:
