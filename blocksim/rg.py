@@ -55,6 +55,7 @@ from . import __version__
 from . import io as bio
 from .config import Config, load_config
 from .errors import InputError
+from .outputlock import OutputLock
 from .observables import (  # noqa: F401  (re-exported: part of rg's documented API)
     band_weight_tensors,
     direction_vectors,
@@ -551,16 +552,25 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
     ``progress``: None/"auto" (tqdm bar on a terminal, else one stderr line per step), "bar", "log",
     "none" or a callable receiving a dict per step. SIGTERM marks the partial file "failed" and
     raises :class:`RunInterrupted`.
+
+    Before any work the output is checked (not a directory, writable parent) and locked
+    (:class:`blocksim.outputlock.OutputLock`, ``OUT.lock`` with pid and host): a second run on the same
+    output is refused and names the first. A ``OUT.part`` left by an earlier run is refused unless
+    ``resume`` (continue it) or ``force`` (discard it).
     """
     cfg = config if isinstance(config, Config) and not overrides else load_config(config, overrides)
     out = Path(output) if output is not None else cfg.output_path()
     if out.suffix.lower() not in (".h5", ".hdf5"):
         raise InputError(f"output = {str(out)!r}: must end in .h5 or .hdf5")
+    check_output_path(out)
     part = bio.part_path(out)
+    lock = OutputLock(out)
+    lock.check()  # a running writer is named before anything else is said about its files
     if out.exists() and not (force or resume):
         raise InputError(f"output = {str(out)!r}: exists; use --force to replace it or --resume to continue")
-
-    start, pool_e, pool_t, lineage, members_history, rows = 0, None, None, None, [], []
+    if part.exists() and not (force or resume):
+        raise InputError(f"output = {str(out)!r}: a partial file {str(part)!r} from an earlier run exists; "
+                         "use --resume to continue it or --force to discard it")
     if resume and not part.exists() and out.exists() and not force:
         with bio.open_trajectory(out) as tr:
             mismatch = _resume_mismatch(tr.run_config, cfg)
@@ -569,6 +579,31 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
                 return out
         raise InputError(f"output = {str(out)!r}: exists and cannot be resumed ({mismatch or 'not complete'}); "
                          "use --force to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"output = {str(out)!r}: cannot create its directory ({exc.strerror or exc})") from None
+    with lock:
+        return _run_locked(cfg, out, part, resume, progress)
+
+
+def check_output_path(out: Path) -> None:
+    """Refuse an output that cannot be written, before any work: an existing directory, a parent that
+    is a regular file, or a directory this process may not write to."""
+    if out.is_dir():
+        raise InputError(f"output = {str(out)!r}: is a directory; give a file name ending in .h5")
+    anc = out.parent if str(out.parent) else Path(".")
+    while not os.path.lexists(anc) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"output = {str(out)!r}: {str(anc)!r} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InputError(f"output = {str(out)!r}: directory {str(anc)!r} is not writable")
+
+
+def _run_locked(cfg: Config, out: Path, part: Path, resume: bool, progress) -> Path:
+    """The run proper, while this process holds the output lock (see :func:`run`)."""
+    start, pool_e, pool_t, lineage, members_history, rows = 0, None, None, None, [], []
     if resume and part.exists():
         cfg, start, pool_e, pool_t, lineage, members_history, rows = _load_partial(part, cfg)
     else:
@@ -641,6 +676,16 @@ def _mark_failed(part: Path, reason: str) -> None:
 
 def _load_partial(part: Path, cfg: Config):
     """State to continue ``part``: (cfg, start, pool_e, pool_t, lineage, members_history, summary rows)."""
+    try:
+        return _read_partial(part, cfg)
+    except InputError as exc:
+        text = str(exc)
+        if "--force" in text:
+            raise
+        raise InputError(f"--resume: {text}; use --force to start over") from None
+
+
+def _read_partial(part: Path, cfg: Config):
     with bio.open_trajectory(part) as tr:
         file_cfg = tr.run_config
         mismatch = _resume_mismatch(file_cfg, cfg)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..outputlock import lock_path
 from .spec import SweepSpec, Task, load_spec
 
 __all__ = [
@@ -288,6 +289,9 @@ def _run_locked(spec, task, final: Path, part: Path, threads: int, raise_errors:
         config = task_config(spec, task, threads)
         resume = spec.resume_partial and part.is_file()
         runner = _resolve_runner(spec.runner)
+        # this process holds the task's flock, so an output lock left beside the file belongs to a task
+        # process that died (possibly on another node, where its pid cannot be checked): remove it
+        lock_path(final).unlink(missing_ok=True)
         try:
             # the one call into blocksim.run: it writes NAME.h5.part and renames it to NAME.h5 on success
             runner(config, output=final, resume=resume, force=True)
