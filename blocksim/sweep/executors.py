@@ -229,7 +229,7 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
     if not indices:
         _say(log, "dask executor: nothing to run, every task is done or running")
         return []
-    from distributed import Client, LocalCluster, as_completed as dask_completed
+    from distributed import Client, LocalCluster
 
     opts = spec.dask
     scheduler = scheduler or opts.scheduler
@@ -267,8 +267,7 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
         futures = client.map(_dask_task, [spec] * len(indices), indices, threads_by_worker=by_worker,
                              default_threads=default, pure=False,
                              key=[f"blocksim-{spec.name}-{i}-{os.getpid()}-{time.time_ns()}" for i in indices])
-        for fut in dask_completed(futures):
-            res = fut.result()
+        for res in _collect_dask(spec, client, cluster, dict(zip(futures, indices)), jobqueue=jobqueue, log=log):
             results.append(res)
             if on_result is not None:
                 on_result(res)
@@ -282,6 +281,54 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
             if _in_main_thread():
                 signal.signal(signal.SIGTERM, old)
     return results
+
+
+def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: bool, log=print, poll: float = 1.0):
+    """Yield a :class:`TaskResult` per future as it finishes, watching for lost workers.
+
+    While some worker is connected dask itself moves the tasks of a dead worker to the others. When no
+    worker is left — for ``dask.lost_worker_timeout`` seconds, or at once for a SLURMCluster none of
+    whose worker jobs is queued or running (walltime, preemption) — the unfinished tasks are cancelled
+    and reported as failed with a message saying so; the files of finished tasks are not touched. A
+    task that dask gives up on (``KilledWorker``) is reported as failed too.
+    """
+    from distributed import wait as dask_wait
+
+    lost_since = None
+    while pending:
+        try:
+            dask_wait(list(pending), timeout=poll, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            pass
+        for fut in [f for f in pending if f.done()]:
+            index = pending.pop(fut)
+            try:
+                yield fut.result()
+            except Exception as exc:  # infrastructure failure; run_task returns its own errors
+                yield TaskResult(index, "failed", str(spec.output_path(spec.tasks[index])),
+                                 f"dask: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        if not pending:
+            return
+        if _scheduler_workers(client):
+            lost_since = None
+            continue
+        now = time.monotonic()
+        lost_since = now if lost_since is None else lost_since
+        jobs_gone = False
+        if jobqueue and cluster is not None:
+            ids = [i for i in (getattr(j, "job_id", None) for j in list(cluster.workers.values())) if i]
+            jobs_gone = not any(slurm_job_active(i) for i in ids)
+        if jobs_gone or now - lost_since > spec.dask.lost_worker_timeout:
+            left = sorted(pending.values())
+            why = ("every SLURM job of the dask workers has ended" if jobs_gone else
+                   f"no dask worker has been connected for {spec.dask.lost_worker_timeout:g} s")
+            message = (f"dask executor: {why} (walltime, preemption or a crash?) with {len(left)} task(s) "
+                       "unfinished; finished task files are kept; run the sweep again to redo the rest")
+            _say(log, message + f": tasks {array_ranges(left)}")
+            client.cancel(list(pending))
+            for fut, index in sorted(pending.items(), key=lambda kv: kv[1]):
+                yield TaskResult(index, "failed", str(spec.output_path(spec.tasks[index])), message)
+            return
 
 
 # ------------------------------------------------------------------------------------------- slurm

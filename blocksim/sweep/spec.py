@@ -132,6 +132,9 @@ class DaskOptions:
     n_workers : workers of a started LocalCluster, or jobs of a SLURMCluster.
     threads_per_worker : dask threads per worker process (tasks run concurrently in one worker).
     jobqueue : keyword arguments passed to ``dask_jobqueue.SLURMCluster`` (cores, memory, queue, ...).
+    lost_worker_timeout : seconds without any connected worker, after tasks were submitted, before the
+        sweep gives up on its unfinished tasks (SLURMCluster: as soon as none of its worker jobs is
+        still queued or running).
     """
 
     scheduler: str | None = None
@@ -139,6 +142,7 @@ class DaskOptions:
     n_workers: int | None = None
     threads_per_worker: int = 1
     jobqueue: tuple[tuple[str, Any], ...] = ()
+    lost_worker_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -522,8 +526,11 @@ def _local_options(table) -> LocalOptions:
 
 def _dask_options(table) -> DaskOptions:
     _check_table(table, "[dask]")
-    valid = ("scheduler", "cluster", "n_workers", "threads_per_worker", "jobqueue")
+    valid = ("scheduler", "cluster", "n_workers", "threads_per_worker", "jobqueue", "lost_worker_timeout")
     _check_keys(table, valid, "dask")
+    lost = table.get("lost_worker_timeout", 120.0)
+    if isinstance(lost, bool) or not isinstance(lost, (int, float)) or not 0 < lost < 1e9:
+        raise InputError(f"dask.lost_worker_timeout: {lost!r} must be a number of seconds > 0")
     cluster = _get(table, "cluster", str, "local", "dask")
     if cluster not in ("local", "slurm"):
         raise InputError(f"dask.cluster: {cluster!r} is not one of local, slurm{suggest(cluster, ('local', 'slurm'))}")
@@ -535,6 +542,7 @@ def _dask_options(table) -> DaskOptions:
         n_workers=_positive(table.get("n_workers"), "dask.n_workers"),
         threads_per_worker=_positive(table.get("threads_per_worker", 1), "dask.threads_per_worker", False),
         jobqueue=tuple(jobqueue.items()),
+        lost_worker_timeout=float(lost),
     )
 
 
