@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from .errors import InputError
@@ -45,6 +46,8 @@ def build_parser(argv) -> tuple[argparse.ArgumentParser, object]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # library chatter (matplotlib building its font cache, ...) stays out of the user's terminal
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     try:
         parser, module = build_parser(argv)
         args = parser.parse_args(argv)

@@ -148,7 +148,7 @@ def command(args) -> int:
     from .cli import report
     from .spec import load_spec
 
-    spec = load_spec(args.sweep, validate_configs=False)
+    spec = load_spec(Path(args.sweep), validate_configs=False)
     n = merge_sweep(spec, args.output, force=args.force)
     print(f"merged {n['done']} of {len(spec.tasks)} task(s) into {args.output}")
     if n["done"] != len(spec.tasks):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -259,8 +260,8 @@ def load_spec(source, *, validate_configs: bool = True) -> SweepSpec:
         data, text = source, ""
         base_dir = Path.cwd()
     else:
-        s = str(source)
-        if "\n" not in s and (s.endswith(".toml") or Path(s).exists()):
+        s = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+        if isinstance(source, os.PathLike) or ("\n" not in s and (s.endswith(".toml") or Path(s).exists())):
             path = Path(s).resolve()
             if not path.is_file():
                 raise InputError(f"sweep file: {s!r} does not exist")
