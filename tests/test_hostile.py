@@ -51,6 +51,7 @@ from blocksim.outputlock import OutputLock, lock_path
 from blocksim.sweep import load_spec, task_state
 from blocksim.sweep.executors import render_sbatch, run_local
 from test_runner import LONG, TINY
+from test_slurm import PARTITION, slurm  # noqa: F401  (the real local SLURM fixture)
 from test_sweep import TINY_BASE, write_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,9 +159,7 @@ def test_security_injection_in_sweep_dir_rendered_script_under_bash(tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_security_injection_in_sweep_dir_through_real_slurm(slurm, tmp_path):
-    from test_slurm import PARTITION
-
+def test_security_injection_in_sweep_dir_through_real_slurm(slurm, tmp_path):  # noqa: F811
     body = f'[slurm]\npartition = "{PARTITION}"\ntime = "00:05:00"\nmem = "200M"\n'
     path, d = hostile_sweep(tmp_path, name="hsl", body=body)
     proc = blocksim_proc("sweep", path, "--executor", "slurm", "--wait", "--poll", "0.5", "--timeout", "240")
