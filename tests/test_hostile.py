@@ -1,30 +1,31 @@
 """Hostile input, concurrent use and batch-script safety (issue 14).
 
 Each case ends in a one-line error with exit code 2 and no traceback, or in correct behaviour; no
-partial file is left and no earlier result is lost. Cases by category (42 tests):
+partial file is left and no earlier result is lost. Cases by category (39 cases, 48 tests):
 
-* Security, 10: shell injection through the sweep's directory name (rendered script run under bash
-  with a fake array id; and through the real local SLURM), the python path, a custom template that
-  quotes its placeholders, a newline in ``sweep.output_dir``, a newline in the sweep's directory, a
-  ``"``/``%`` in the directory (sbatch cannot quote it), a control character in ``slurm.extra``, a
-  runner that cannot be imported (refused at load time), the "Security" paragraph of docs/sweeps.md.
-* Concurrent writers and stale files, 7: a second run on a locked output (names the first, touches
-  nothing), a stale lock of a dead process (taken over), a lock from another host (refused, names the
-  file), unique temporary names, a stale ``.part`` (refused; ``--force`` discards it), ``merge -o
-  EXISTING`` (needs ``--force``), ``merge -o`` onto a task file (always refused).
-* Bad values and paths, 13: ``run.seed`` ≥ 2^64, a ``run.spawn_key`` entry ≥ 2^64, ``sweep.entropy``
-  ≥ 2^64, an unreadable config, a config path containing ``=`` (existing and missing), an output
+* Security, 10 cases (13 tests): shell injection through the sweep's directory name (the rendered
+  script run under bash with a fake array id; and through the real local SLURM), the python path, a
+  custom template that quotes its placeholders, a newline in ``sweep.output_dir``, a newline in the
+  sweep's directory, a ``"`` or ``%`` in the directory (sbatch cannot quote it; 2 tests), a control
+  character in ``slurm.extra``, a runner that cannot be imported (refused at load time; 3 tests), the
+  "Security" paragraph of docs/sweeps.md.
+* Concurrent writers and stale files, 7 cases (7 tests): a second run on a locked output (names the
+  first, touches nothing), a stale lock of a dead process (taken over), a lock from another host
+  (refused, names the file), unique temporary names, a stale ``.part`` (refused; ``--force`` discards
+  it), ``merge -o EXISTING`` (needs ``--force``), ``merge -o`` onto a task file (always refused).
+* Bad values and paths, 10 cases (13 tests): ``run.seed`` and a ``run.spawn_key`` entry ≥ 2^64 (2
+  tests), ``sweep.entropy`` ≥ 2^64, an unreadable config, a config path containing ``=``, an output
   whose parent is a file, an unwritable output directory, ``-o`` an existing directory, a truncated
-  and a random-bytes ``.part`` under ``--resume``, a truncated and a random-bytes trajectory under
-  ``analyze``, a file without ``config_toml``.
-* Silent wrong results, 9: one changed float in a ``.part`` (``--resume`` refuses: checksum) and in a
-  finished file (``analyze`` refuses), every dataset carries a checksum, a multi-line override,
-  ``analyze`` on a running file (refused; ``--partial`` warns), ``analyze`` on a 1-step file (refused
-  before writing), ``analyze`` on the merged sweep summary, ``sweep.name = ".."``, a dask sweep whose
-  only worker dies after tasks started.
-* Small things a user notices, 3: no matplotlib (plot skipped, said once, exit 0), matplotlib's
-  font-cache messages kept out of the terminal, the README example writes only to a temporary
-  directory (tests/test_readme.py; here: the suite leaves no ``out/readme.h5``).
+  and a random-bytes ``.part`` under ``--resume`` (2 tests), the same trajectory damage under
+  ``analyze`` (2 tests), a file without ``config_toml``.
+* Silent wrong results, 9 cases (12 tests): one changed float in a ``.part`` (``--resume`` refuses:
+  checksum) and in a finished file (every reader refuses), every dataset carries a checksum, a
+  multi-line override (3 tests), ``analyze`` on a running file (refused; ``--partial`` warns: 2
+  tests), ``analyze`` on a 1-step file (refused before writing), ``analyze`` on the merged sweep
+  summary, ``sweep.name = ".."``, a dask sweep whose only worker dies after tasks started.
+* Small things a user notices, 3 cases (3 tests): no matplotlib (plot skipped, said once, exit 0),
+  matplotlib's font-cache messages kept out of the terminal, the README example writes only to a
+  temporary directory (tests/test_readme.py).
 """
 
 from __future__ import annotations
