@@ -10,7 +10,8 @@ writes
   swept values) combined as in :func:`.mb_ratio.combine_replicates`: mean, err_pool, err_seed;
 * ``sweep_mb.png``: MB_num against the step, one line per parameter point.
 
-Only the steps every replicate of a point has are combined.
+Only the steps every replicate of a point has are combined. The copied datasets keep their
+``checksum`` attributes (blocksim.io), which are verified here.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def _text(value):
     return value
 
 
+def _values(ds, path):
+    """A dataset's values, checked against its ``checksum`` attribute when it has one."""
+    from ..io import checksum
+
+    raw = ds[()]
+    expected = _text(ds.attrs.get("checksum"))
+    if expected is not None and checksum(raw) != expected:
+        raise InputError(f"{path}: dataset {ds.name!r} does not match its checksum; the file is damaged")
+    return raw
+
+
 def load_sweep_summary(path) -> list[SweepRun]:
     """The merged tasks of a summary file, in task order (InputError for a damaged or foreign file)."""
     import h5py
@@ -69,14 +81,14 @@ def load_sweep_summary(path) -> list[SweepRun]:
                 s = g.get("summary")
                 if s is None or "mb_ratio" not in s or "step" not in s:
                     raise InputError(f"{path}: /runs/{task_id} has no summary/mb_ratio")
-                mb = np.asarray(s["mb_ratio"][()], dtype=float)
-                scale = s["scale_L_out"][()] if "scale_L_out" in s else np.full(mb.shape, np.nan)
-                err = s["mb_ratio_err"][()] if "mb_ratio_err" in s else np.full(mb.shape, np.nan)
+                mb = np.asarray(_values(s["mb_ratio"], path), dtype=float)
+                scale = _values(s["scale_L_out"], path) if "scale_L_out" in s else np.full(mb.shape, np.nan)
+                err = _values(s["mb_ratio_err"], path) if "mb_ratio_err" in s else np.full(mb.shape, np.nan)
                 runs.append(SweepRun(
                     sweep=sweep, task_id=str(task_id), index=int(g.attrs.get("index", -1)),
                     replicate=int(g.attrs.get("replicate", 0)),
                     params={k: _text(g.attrs[k]) for k in keys if k in g.attrs},
-                    step=np.asarray(s["step"][()], dtype=int), scale_L_out=np.asarray(scale, dtype=float),
+                    step=np.asarray(_values(s["step"], path), dtype=int), scale_L_out=np.asarray(scale, dtype=float),
                     mb=mb, err=np.asarray(err, dtype=float),
                 ))
     except OSError as exc:

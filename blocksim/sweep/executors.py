@@ -222,8 +222,9 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
     ``dask_jobqueue.SLURMCluster`` when ``[dask] cluster = "slurm"``, scaled to ``min(n_workers, tasks)``
     SLURM jobs. A cluster started here is closed (its SLURM jobs cancelled) when the tasks are done and
     on any error, Ctrl-C or SIGTERM. ``timeout`` bounds the wait for the first worker (default: 600 s
-    for a LocalCluster, none for SLURM jobs, which may queue; jobs that fail are detected). Returns the
-    results in completion order.
+    for a LocalCluster, none for SLURM jobs, which may queue; jobs that fail are detected). Workers lost
+    after tasks started are handled by :func:`_collect_dask` (unfinished tasks fail with a message
+    once no worker is left; finished task files are kept). Returns the results in completion order.
     """
     indices = list(indices)
     if not indices:
