@@ -277,7 +277,7 @@ def test_concurrent_second_run_refused_and_names_the_first(tmp_path, capsys):
         assert part.read_bytes() == before
     finally:
         first.send_signal(signal.SIGCONT)
-    _, err = first.communicate(timeout=300)
+        _, err = first.communicate(timeout=300)  # also closes the pipe when an assertion above failed
     assert first.returncode == 0, err
     with open_trajectory(out) as tr:
         assert tr.status == "complete" and tr.run_config.run.seed == 7
@@ -579,7 +579,8 @@ def test_wrong_dask_lost_workers_fail_unfinished_tasks_keep_finished(tmp_path):
         procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                        "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        _wait_for(sched_file.exists, 60, "the dask scheduler")
+        _wait_for(lambda: sched_file.exists() and sched_file.read_text().rstrip().endswith("}"), 120,
+                  "the dask scheduler")
         worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
                                    str(sched_file), "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host",
                                    "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -594,7 +595,12 @@ def test_wrong_dask_lost_workers_fail_unfinished_tasks_keep_finished(tmp_path):
                                  env=env)
         procs.append(sweep)
         first = spec.output_path(spec.tasks[0])
-        _wait_for(lambda: first.exists() or sweep.poll() is not None, 240, "the first finished task")
+        try:
+            _wait_for(lambda: first.exists() or sweep.poll() is not None, 240, "the first finished task")
+        except AssertionError:
+            sweep.kill()
+            out, err = sweep.communicate(timeout=30)
+            raise AssertionError(f"no task finished in 240 s; sweep output:\n{out}\n{err}") from None
         worker.kill()  # the only worker dies mid-sweep (walltime, preemption)
         worker.wait(timeout=30)
         out, err = sweep.communicate(timeout=240)
@@ -609,7 +615,7 @@ def test_wrong_dask_lost_workers_fail_unfinished_tasks_keep_finished(tmp_path):
         for p in reversed(procs):
             if p.poll() is None:
                 p.kill()
-                p.wait(timeout=30)
+            p.communicate(timeout=30)  # reaps it and closes its pipes
 
 
 # =====================================================================================================

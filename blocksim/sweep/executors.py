@@ -284,30 +284,30 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
     return results
 
 
-def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: bool, log=print, poll: float = 1.0):
+def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: bool, log=print, poll: float = 0.5):
     """Yield a :class:`TaskResult` per future as it finishes, watching for lost workers.
 
     While some worker is connected dask itself moves the tasks of a dead worker to the others. When no
     worker is left — for ``dask.lost_worker_timeout`` seconds, or at once for a SLURMCluster none of
     whose worker jobs is queued or running (walltime, preemption) — the unfinished tasks are cancelled
     and reported as failed with a message saying so; the files of finished tasks are not touched. A
-    task that dask gives up on (``KilledWorker``) is reported as failed too.
+    task that dask gives up on (``KilledWorker``) is reported as failed too. A finished task whose
+    result dask lost with its worker is read from its file instead of being waited for.
     """
-    from distributed import wait as dask_wait
-
     lost_since = None
     while pending:
-        try:
-            dask_wait(list(pending), timeout=poll, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            pass
-        for fut in [f for f in pending if f.done()]:
+        # the client's event loop keeps each future's status current; polling it (rather than
+        # distributed.wait with a timeout) leaves no cancelled waiter behind to log an error
+        if not any(f.status in ("finished", "error", "cancelled") for f in pending):
+            time.sleep(poll)
+        # a "lost" future (its result lived on a worker that died) is not collected here: its result()
+        # would wait for a worker to recompute it; what it wrote to disk is read instead (_on_disk)
+        for fut in [f for f in pending if f.status in ("finished", "error", "cancelled")]:
             index = pending.pop(fut)
             try:
-                yield fut.result()
+                yield fut.result(timeout=30)
             except Exception as exc:  # infrastructure failure; run_task returns its own errors
-                yield TaskResult(index, "failed", str(spec.output_path(spec.tasks[index])),
-                                 f"dask: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                yield _on_disk(spec, index, f"dask: {type(exc).__name__}: {' '.join(str(exc).split())}")
         if not pending:
             return
         if _scheduler_workers(client):
@@ -320,16 +320,32 @@ def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: 
             ids = [i for i in (getattr(j, "job_id", None) for j in list(cluster.workers.values())) if i]
             jobs_gone = not any(slurm_job_active(i) for i in ids)
         if jobs_gone or now - lost_since > spec.dask.lost_worker_timeout:
-            left = sorted(pending.values())
+            client.cancel(list(pending))
+            finished = [_on_disk(spec, i, "") for i in sorted(pending.values())]
+            yield from (r for r in finished if r.state == "done")
+            left = [r.index for r in finished if r.state != "done"]
+            if not left:
+                return
             why = ("every SLURM job of the dask workers has ended" if jobs_gone else
                    f"no dask worker has been connected for {spec.dask.lost_worker_timeout:g} s")
             message = (f"dask executor: {why} (walltime, preemption or a crash?) with {len(left)} task(s) "
                        "unfinished; finished task files are kept; run the sweep again to redo the rest")
-            _say(log, message + f": tasks {array_ranges(left)}")
-            client.cancel(list(pending))
-            for fut, index in sorted(pending.items(), key=lambda kv: kv[1]):
+            _say(log, message + (f": tasks {array_ranges(left)}" if left else ""))
+            for index in left:
                 yield TaskResult(index, "failed", str(spec.output_path(spec.tasks[index])), message)
             return
+
+
+def _on_disk(spec: SweepSpec, index: int, message: str) -> TaskResult:
+    """The result of task ``index`` read from its files: "done" when its final file exists (a finished
+    task whose result dask lost with its worker), else "failed" with ``message``."""
+    from .tasks import task_state
+
+    st = task_state(spec, spec.tasks[index])
+    if st.state == "done":
+        return TaskResult(index, "done", str(st.path), seconds=float(st.info.get("seconds", 0.0) or 0.0),
+                          numba_threads=int(st.info.get("numba_threads", 0) or 0))
+    return TaskResult(index, "failed", str(st.path), message)
 
 
 # ------------------------------------------------------------------------------------------- slurm
