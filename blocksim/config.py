@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, suggest
+from .limits import MAX_EXACT_DIM, MAX_SECTOR_DIM, exact_state_count, perturbative_state_count, sector_dimension
 
 __all__ = [
     "ModelConfig",
@@ -57,10 +58,12 @@ TRUNCATIONS = ("lowest", "window")
 LINES = ("bins", "lorentzian", "gaussian")
 SHAPES = ("cube",)
 PROGRESS = ("auto", "bar", "log", "none")
+#: Range of an explicit ω grid bound (units E*) and the widest grid (decades): beyond them the log grid
+#: loses every line in one bin, or in floating point, and MB becomes NaN.
+OMEGA_LIMITS = (1e-100, 1e100)
+OMEGA_MAX_DECADES = 30
 #: Steps when neither rg.steps nor rg.r_over_l1 is given.
 DEFAULT_STEPS = 3
-#: Largest super-block Hilbert space accepted by the exact solver (n^(N0³) states).
-EXACT_MAX_DIM = 4096
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,9 +278,11 @@ class ObservablesConfig:
                                              "temperatures; default the lowest)", "E*", kind="float|none",
                                              check=_gt(0))
     omega_points: int = _f(48, "points of the log-spaced ω grid", kind="int", check=_range(4, 100_000))
-    omega_min: Any = _f("auto", "lowest ω of the grid, or 'auto' (follows each step's spectrum)", "E*",
-                        kind="float|auto", check=_gt(0))
-    omega_max: Any = _f("auto", "highest ω of the grid, or 'auto'", "E*", kind="float|auto", check=_gt(0))
+    omega_min: Any = _f("auto", "lowest ω of the grid, or 'auto' (follows each step's spectrum); "
+                        f"between {OMEGA_LIMITS[0]:g} and {OMEGA_LIMITS[1]:g}", "E*",
+                        kind="float|auto", check=_range(*OMEGA_LIMITS))
+    omega_max: Any = _f("auto", f"highest ω of the grid, or 'auto'; at most {OMEGA_MAX_DECADES} decades above "
+                        "omega_min", "E*", kind="float|auto", check=_range(*OMEGA_LIMITS))
     line: str = _f("bins", "line shape replacing δ(ω): 'bins' (spectral weight per log-spaced bin, "
                    "omega = geometric bin centres), 'lorentzian' or 'gaussian'", kind="str", choices=LINES)
     width: float = _f(0.5, "line width in units of the step's lowest grid frequency ω_min: HWHM "
@@ -512,6 +517,47 @@ def _build_section(sec: str, values: dict):
     return cls(**kwargs)
 
 
+def _check_solver_sizes(cfg: Config) -> None:
+    """Every step's super block must fit its solver and hold ≥ rg.n_keep states (checked before step 0).
+
+    Step 0 has members with model.levels levels; every later step has members with rg.n_keep levels.
+    """
+    method, rg = cfg.solver.method, cfg.rg
+    members = cfg.members
+    if cfg.solver.include_doubles and method != "sector":
+        raise InputError(
+            f"solver.include_doubles = true: only solver.method = 'sector' computes double excitations as "
+            f"states (method = {method!r}); set it to false, or use 'sector'"
+        )
+    for k in range(cfg.n_steps):
+        n = cfg.model.levels if k == 0 else rg.n_keep
+        where = f"step {k} (N0³ = {members} members with {n} levels)"
+        if method == "exact":
+            if n > 1 and math.log(n) * members > math.log(MAX_EXACT_DIM) + 1e-12:
+                dim = n**members if members * math.log10(n) < 30 else f"10^{members * math.log10(n):.0f}"
+                raise InputError(
+                    f"solver.method = 'exact': {where} has a Hilbert space of n^(N0³) = {dim} states; must be ≤ "
+                    f"{MAX_EXACT_DIM}; use 'sector' or 'perturbative', or a smaller rg.n_keep"
+                )
+            states = exact_state_count(members, n)
+        elif method == "sector":
+            kmax = 2 if cfg.solver.include_doubles else 1
+            states = sector_dimension(members, n, kmax)
+            if states > MAX_SECTOR_DIM:
+                raise InputError(
+                    f"solver.method = 'sector': {where} has a sector of {states} states (≤ {kmax} excitations); "
+                    f"must be ≤ {MAX_SECTOR_DIM}; use 'perturbative' or a smaller rg.n_keep"
+                )
+        else:
+            states = perturbative_state_count(members, n)
+        if rg.n_keep > states:
+            extra = "" if method != "perturbative" else " (ground + single excitations)"
+            raise InputError(
+                f"rg.n_keep = {rg.n_keep}: must be ≤ {states}, the states solver.method = {method!r} computes at "
+                f"{where}{extra}"
+            )
+
+
 def _cross_check(cfg: Config) -> None:
     """Checks that involve several fields (one line each, naming the field at fault)."""
     m, rg, obs = cfg.model, cfg.rg, cfg.observables
@@ -519,26 +565,11 @@ def _cross_check(cfg: Config) -> None:
         raise InputError(f"rg.r_over_l1 = {rg.r_over_l1!r}: must not be given together with rg.steps")
     if m.block == "ttls" and not m.delta0_max > m.delta0_min:
         raise InputError(f"model.delta0_max = {m.delta0_max!r}: must be > model.delta0_min = {m.delta0_min!r}")
-    n = m.levels
     members = cfg.members
-    if cfg.solver.method == "exact":
-        dim = n**members
-        if dim > EXACT_MAX_DIM:
-            raise InputError(
-                f"solver.method = 'exact': super-block Hilbert space n^(N0³) = {n}^{members} = {dim} "
-                f"must be ≤ {EXACT_MAX_DIM}; use 'sector' or 'perturbative'"
-            )
-        if rg.n_keep > dim:
-            raise InputError(f"rg.n_keep = {rg.n_keep}: must be ≤ n^(N0³) = {dim} for the exact solver")
-    singles = 1 + members * (n - 1)
-    if rg.n_keep > singles and not cfg.solver.include_doubles and cfg.solver.method != "exact":
-        raise InputError(
-            f"rg.n_keep = {rg.n_keep}: must be ≤ 1 + N0³(n−1) = {singles} (ground + single excitations) "
-            "unless solver.include_doubles = true"
-        )
     k = cfg.n_steps
     if k > 64:
         raise InputError(f"rg.r_over_l1 = {rg.r_over_l1!r}: gives {k} steps; must give ≤ 64")
+    _check_solver_sizes(cfg)
     if rg.pool_strategy == "partition":
         p0 = rg.pool_size * members**k
         if p0 > rg.max_initial_pool:
@@ -557,6 +588,11 @@ def _cross_check(cfg: Config) -> None:
         if not obs.omega_max > obs.omega_min:
             raise InputError(
                 f"observables.omega_max = {obs.omega_max!r}: must be > observables.omega_min = {obs.omega_min!r}"
+            )
+        if math.log10(obs.omega_max / obs.omega_min) > OMEGA_MAX_DECADES:
+            raise InputError(
+                f"observables.omega_max = {obs.omega_max!r}: must be ≤ 1e{OMEGA_MAX_DECADES} × observables.omega_min "
+                f"= {obs.omega_min!r} (at most {OMEGA_MAX_DECADES} decades)"
             )
 
 

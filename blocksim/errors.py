@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["InputError", "suggest"]
+__all__ = ["InputError", "NonFiniteError", "suggest"]
 
 
 class InputError(ValueError):
     """Invalid user input. The message names the field, the value and the allowed range in one line."""
+
+
+class NonFiniteError(InputError):
+    """An observable came out NaN or ±inf: the run stops before writing it (one line, exit code 2).
+
+    The message names the step, the dataset and the count; completed steps stay in the partial file.
+    """
 
 
 def suggest(key: str, valid) -> str:

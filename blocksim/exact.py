@@ -10,18 +10,13 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from .errors import InputError
+from .limits import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, exact_state_count, sector_dimension
 from .spectrum import Spectrum
 from .superblock import SuperBlock
 
 __all__ = ["MAX_EXACT_DIM", "DENSE_EXACT_DIM", "MAX_SECTOR_DIM", "sector_configs", "sector_count",
            "sector_matrices", "solve_sector", "solve_exact"]
 
-#: Largest product dimension n^N accepted by the exact solver.
-MAX_EXACT_DIM = 20000
-#: Up to this dimension the exact solver diagonalizes densely (all eigenstates); above it, Lanczos.
-DENSE_EXACT_DIM = 2048
-#: Largest number of states accepted by the sector solver.
-MAX_SECTOR_DIM = 6000
 
 
 # ----------------------------------------------------------------------------------------------
@@ -43,9 +38,8 @@ def sector_configs(n_blocks: int, n_levels: int, max_excitations: int) -> np.nda
 
 
 def sector_count(n_blocks: int, n_levels: int, max_excitations: int) -> int:
-    from math import comb
-
-    return sum(comb(n_blocks, k) * (n_levels - 1) ** k for k in range(max_excitations + 1))
+    """Number of product states with at most ``max_excitations`` excited members (limits.sector_dimension)."""
+    return sector_dimension(n_blocks, n_levels, max_excitations)
 
 
 def sector_matrices(sb: SuperBlock, configs: np.ndarray):
@@ -173,7 +167,7 @@ def solve_exact(sb: SuperBlock, n_states) -> Spectrum:
     if dim <= DENSE_EXACT_DIM:
         evals, evecs = scipy.linalg.eigh(h.toarray())
     else:
-        k = n_states if n_states is not None else min(dim - 2, 1 + nb * (nl - 1) + 32)
+        k = exact_state_count(nb, nl, n_states)
         # Lanczos for the smallest algebraic eigenvalues, started from a fixed vector so the result
         # does not depend on ARPACK's random start. ARPACK can skip an eigenvalue that is exactly 0,
         # so the spectrum is shifted to be ≥ 1 (Gershgorin bound) and shifted back.

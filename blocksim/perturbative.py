@@ -1,8 +1,13 @@
 """First-order perturbation theory (Eq. 3.2 of [ZL]) for large super blocks: numba kernels and solver.
 
-Ground state and every single excitation |s,m⟩ in the product basis; the pair (double-excitation)
-admixture of the ground state; resonant clusters diagonalized exactly; members with a one-body
-resonance dressed exactly in their local field. O(N n²) memory beyond the displacement table.
+Eq. (3.2): |n^sup⟩ = |n⟩ + Σ_{p≠n} ⟨p|V|n⟩/(E_n − E_p)|p⟩, E_n^sup = E_n + ⟨n|V|n⟩, applied in the
+product basis to the ground state and every single excitation |s,m⟩. This module computes the
+ground row: the energies, ⟨α|T_tot|0⟩ (including the pair admixture of the ground state) and
+⟨0|T_tot|0⟩. The rest of the kept block, ⟨α̃|T_tot|β̃⟩ = Z + Y(α, β) + Y(β, α) with
+Y(α, β) = Σ_x ⟨α|T_tot|x⟩⟨x|V|β⟩/(E_β − E_x) over the ground, singles and doubles, is written out
+term by term in :mod:`blocksim.excited`. Resonant clusters (single–single, and single–double
+|t,p⟩ ↔ |t,q; s,m⟩ when E^t_p ≈ E^t_q + E^s_m) are diagonalized exactly; members with a one-body
+resonance are dressed exactly in their local field. O(N n²) memory beyond the displacement table.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import scipy.sparse.csgraph
 
 from ._numba import serial_twin
 from .errors import InputError
+from .excited import FirstOrderContext, double_amplitude, double_energy, node_element, single_double_resonances
 from .spectrum import Spectrum
 from .superblock import SuperBlock, dipole_table
 
@@ -30,7 +36,12 @@ RESONANT_FRACTION_WARN = 0.5
 
 
 class ResonanceWarning(UserWarning):
-    """Most single excitations are resonant: first-order theory is not controlled at this coupling."""
+    """Most single excitations are in resonant clusters: first-order theory covers only the rest.
+
+    Raised at strong coupling, and also at weak coupling when a member is soft (a gap below the
+    field that its neighbours' excitations exert on it): every excitation then shares its weight
+    with "itself plus the soft member flipped" (a single–double resonance).
+    """
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,8 +372,10 @@ def perturbative_amplitudes(sb: SuperBlock, thr: float = 0.1, *, use_kernels: bo
     Returns ``omega [N, n]`` (excitation energies), ``amp [N, n, 6]`` (first-order ⟨s,m|T_tot|0⟩
     with resonant single–single admixtures excluded), ``nres [N]`` (resonant pairs per member),
     ``ground_t`` (first-order ⟨0|T_tot|0⟩), ``h`` (local fields [N, K], g included), and the
-    effective members ``(energies, stress, dressed_mask, u_x)`` used for excited-state quantities
-    (u_x [N, n, K] = ⟨m|X|0⟩ of all interacting components in the dressed basis).
+    effective members ``(energies, stress, dressed_mask, u_x, x, u1)`` used for excited-state
+    quantities (u_x [N, n, K] = ⟨m|X|0⟩ of all interacting components in the dressed basis; x
+    [N, K, n, n] the operators in that basis; u1 [N, n, n] the off-diagonal one-body perturbation
+    2h·X of the members that are not dressed, zero for dressed ones).
     With the dipole channel, V couples X = (T, p) through blockdiag(gΛ, g_e μ̂) (Eq. 2.16, 5.1).
     ``use_kernels=False`` runs the plain NumPy reference of the same sums.
     """
@@ -397,7 +410,10 @@ def perturbative_amplitudes(sb: SuperBlock, thr: float = 0.1, *, use_kernels: bo
     amp = u + delta1 + delta2
     amp[:, 0, :] = 0.0
     ground_t = t0.sum(axis=0) + ground_t1.sum(axis=0)
-    return omega, amp, nres, ground_t, h, (e_eff, s_eff, dressed, ux_eff)
+    u1 = vloc.copy()
+    np.einsum("smm->sm", u1)[:] = 0.0
+    u1[dressed] = 0.0
+    return omega, amp, nres, ground_t, h, (e_eff, s_eff, dressed, ux_eff, x_eff, u1)
 
 
 def _dress_one_body(sb: SuperBlock, vloc, thr):
@@ -449,116 +465,169 @@ def _pair_sums_reference(sb: SuperBlock, energies, u, thr):
     return delta2, nres
 
 
-def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
-    nb, nl = sb.n_blocks, sb.n_levels
-    omega, amp, nres, ground_t, h, members = perturbative_amplitudes(sb, thr)
-    e_eff, s_eff, dressed, ux_eff = members
-    ns = nb * (nl - 1)
-    flat_omega = omega[:, 1:].reshape(ns)
-    flat_amp = amp[:, 1:, :].reshape(ns, 6)
-    # Resonant two-body pairs (kernel, second pass over the members that have any).
-    pi, pj, pv = [], [], []
+def _resonant_single_pairs(sb: SuperBlock, e_eff, ux_eff, thr, nres):
+    """Resonant single–single pairs (each unordered pair once): ``(a [M], b [M], v [M])``, flat indices."""
     rows = np.nonzero(nres)[0].astype(np.int64)
     n_two_body = int(nres.sum())
-    if n_two_body:
-        oi = np.empty(n_two_body, dtype=np.int64)
-        oj = np.empty(n_two_body, dtype=np.int64)
-        ov = np.empty(n_two_body)
-        offsets = np.concatenate([[0], np.cumsum(nres[rows])]).astype(np.int64)
-        table, g_kernel = _kernel_table(sb)
-        k = _resonant_pairs_kernel(
-            sb.positions, table, sb.n0, g_kernel, e_eff, ux_eff, thr, rows, offsets, oi, oj, ov
-        )
-        pi.append(oi[:k]), pj.append(oj[:k]), pv.append(ov[:k])
-    # Population weights [1 + ns, N] (docs/DESIGN.md note 2), sparse: a state outside any cluster has
-    # weight 1 on its own member; a cluster state |α⟩ = Σ_l c_lα |l⟩ has Σ_l c_lα² on the members of
-    # its components. Dense this would be O(N²) memory (8 GiB at N0 = 32).
-    state_member = np.repeat(np.arange(nb), nl - 1)
-    in_any_cluster = np.zeros(ns, dtype=bool)
+    if not n_two_body:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    oi = np.empty(n_two_body, dtype=np.int64)
+    oj = np.empty(n_two_body, dtype=np.int64)
+    ov = np.empty(n_two_body)
+    offsets = np.concatenate([[0], np.cumsum(nres[rows])]).astype(np.int64)
+    table, g_kernel = _kernel_table(sb)
+    k = _resonant_pairs_kernel(sb.positions, table, sb.n0, g_kernel, e_eff, ux_eff, thr, rows, offsets, oi, oj, ov)
+    i_all, j_all, v_all = oi[:k], oj[:k], ov[:k]
+    a_idx = np.minimum(i_all, j_all)
+    b_idx = np.maximum(i_all, j_all)
+    ns = sb.n_blocks * (sb.n_levels - 1)
+    _, first = np.unique(a_idx * ns + b_idx, return_index=True)
+    return a_idx[first], b_idx[first], v_all[first]
+
+
+def _resonant_doubles(ctx: FirstOrderContext, ns: int):
+    """Single–double resonances as graph edges: ``(doubles [D, 4], a [M], b [M], v [M])``.
+
+    Doubles are canonical ``(s, k, t, p)`` with s < t and get node indices ns + row.
+    """
+    single, double, v = single_double_resonances(ctx)
+    if single.size == 0:
+        return np.zeros((0, 4), dtype=np.int64), single, single.copy(), v
+    swap = double[:, 0] > double[:, 2]
+    canon = np.where(swap[:, None], double[:, [2, 3, 0, 1]], double)
+    doubles, inverse = np.unique(canon, axis=0, return_inverse=True)
+    return doubles, single, ns + inverse.ravel(), v
+
+
+def _node_occupation(nb: int, nl: int, doubles) -> scipy.sparse.csr_matrix:
+    """Member occupation of each basis node ``[ns + D, N]``: 1 on a single's member, ½ on each of a double's."""
+    ns = nb * (nl - 1)
+    rows = np.concatenate([np.arange(ns), ns + np.repeat(np.arange(len(doubles)), 2)])
+    cols = np.concatenate([np.repeat(np.arange(nb), nl - 1), doubles[:, [0, 2]].ravel()])
+    vals = np.concatenate([np.ones(ns), np.full(2 * len(doubles), 0.5)])
+    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(ns + len(doubles), nb))
+
+
+def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
+    """First-order spectrum of a super block (Eq. 3.2 of [ZL]) with resonant clusters solved exactly.
+
+    Parameters
+    ----------
+    sb : SuperBlock
+        The finalized super block.
+    thr : float
+        Resonance threshold: a coupling V between two basis states is resonant when
+        |V| > thr·|ΔE| (single–single pairs, and single–double pairs |t,p⟩ ↔ |t,q; s,m⟩).
+
+    Returns
+    -------
+    Spectrum
+        States: the ground state, every single excitation |s,m⟩ and every double excitation that
+        is resonant with a single one (inside its cluster); ``amp0`` is first order in g.
+        ``stress_block`` gives the kept block to first order (:mod:`blocksim.excited`).
+        Diagnostics: ``n_states``, ``ground_shift``, ``n_resonant_pairs`` (single–single),
+        ``n_resonant_single_double``, ``n_resonant_clusters``, ``max_cluster_size``,
+        ``resonant_fraction`` (single excitations inside clusters), ``n_dressed_members``.
+    """
+    nb, nl = sb.n_blocks, sb.n_levels
+    omega, amp, nres, ground_t, h, members = perturbative_amplitudes(sb, thr)
+    e_eff, s_eff, dressed, ux_eff, x_eff, u1 = members
+    table, g_kernel = _kernel_table(sb)
+    ctx = FirstOrderContext(e_eff, x_eff, u1, table, g_kernel, sb.positions, sb.n0, thr, ground_t)
+    ns = nb * (nl - 1)
+    # Basis nodes: singles 0..ns−1 (s·(n−1) + m − 1), then the doubles resonant with a single.
+    ss_a, ss_b, ss_v = _resonant_single_pairs(sb, e_eff, ux_eff, thr, nres)
+    doubles, sd_a, sd_b, sd_v = _resonant_doubles(ctx, ns)
+    nd = len(doubles)
+    n_nodes = ns + nd
+    node_energy = np.concatenate([omega[:, 1:].reshape(ns),
+                                  [double_energy(ctx, omega, *d) for d in doubles]])
+    node_amp = np.concatenate([amp[:, 1:, :].reshape(ns, 6),
+                               np.array([double_amplitude(ctx, *d) for d in doubles]).reshape(nd, 6)])
+    occupation = _node_occupation(nb, nl, doubles)
+    energies_nodes = node_energy.copy()
+    amps_nodes = node_amp.copy()
+    edge_a = np.concatenate([ss_a, sd_a])
+    edge_b = np.concatenate([ss_b, sd_b])
+    edge_v = np.concatenate([ss_v, sd_v])
+    in_any_cluster = np.zeros(n_nodes, dtype=bool)
     pw_i, pw_j, pw_v = [], [], []
-    energies_flat = flat_omega.copy()
-    amps_flat = flat_amp.copy()
-    n_pairs = 0
     n_clusters = 0
     max_cluster = 1 if ns else 0
     in_cluster = 0
-    rot_members: list[tuple[np.ndarray, np.ndarray]] = []  # (state indices, eigenvectors)
-    if pi:
-        i_all = np.concatenate(pi)
-        j_all = np.concatenate(pj)
-        v_all = np.concatenate(pv)
-        # keep each unordered pair once
-        a_idx = np.minimum(i_all, j_all)
-        b_idx = np.maximum(i_all, j_all)
-        key = a_idx * ns + b_idx
-        _, first = np.unique(key, return_index=True)
-        a_idx, b_idx, v_all = a_idx[first], b_idx[first], v_all[first]
-        n_pairs = len(a_idx)
-        graph = scipy.sparse.coo_matrix((np.ones(n_pairs), (a_idx, b_idx)), shape=(ns, ns))
-        n_comp, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
-        sizes = np.bincount(labels, minlength=n_comp)
-        state_order = np.argsort(labels, kind="stable")
-        state_start = np.concatenate([[0], np.cumsum(sizes)])
-        pair_order = np.argsort(labels[a_idx], kind="stable")
-        pair_start = np.concatenate([[0], np.cumsum(np.bincount(labels[a_idx], minlength=n_comp))])
+    rot_members: list[tuple[np.ndarray, np.ndarray]] = []  # (node indices, eigenvectors)
+    if edge_a.size:
+        graph = scipy.sparse.coo_matrix((np.ones(edge_a.size), (edge_a, edge_b)), shape=(n_nodes, n_nodes))
+        n_comp, comp = scipy.sparse.csgraph.connected_components(graph, directed=False)
+        sizes = np.bincount(comp, minlength=n_comp)
+        node_order = np.argsort(comp, kind="stable")
+        node_start = np.concatenate([[0], np.cumsum(sizes)])
+        edge_order = np.argsort(comp[edge_a], kind="stable")
+        edge_start = np.concatenate([[0], np.cumsum(np.bincount(comp[edge_a], minlength=n_comp))])
         for c in np.nonzero(sizes > 1)[0]:
-            members = np.sort(state_order[state_start[c]:state_start[c + 1]])
+            nodes = np.sort(node_order[node_start[c]:node_start[c + 1]])
             n_clusters += 1
-            in_cluster += len(members)
-            max_cluster = max(max_cluster, len(members))
-            hc = np.diag(flat_omega[members])
-            sel = pair_order[pair_start[c]:pair_start[c + 1]]
-            ia = np.searchsorted(members, a_idx[sel])
-            ib = np.searchsorted(members, b_idx[sel])
-            hc[ia, ib] = v_all[sel]
-            hc[ib, ia] = v_all[sel]
+            in_cluster += int(np.count_nonzero(nodes < ns))
+            max_cluster = max(max_cluster, len(nodes))
+            hc = np.diag(node_energy[nodes])
+            sel = edge_order[edge_start[c]:edge_start[c + 1]]
+            ia = np.searchsorted(nodes, edge_a[sel])
+            ib = np.searchsorted(nodes, edge_b[sel])
+            hc[ia, ib] = edge_v[sel]
+            hc[ib, ia] = edge_v[sel]
             ev, vec = np.linalg.eigh(hc)
-            energies_flat[members] = ev
-            amps_flat[members] = vec.T @ flat_amp[members]
-            cols, col_of = np.unique(state_member[members], return_inverse=True)
-            w_old = np.zeros((len(members), len(cols)))
-            w_old[np.arange(len(members)), col_of] = 1.0
-            pw_i.append(np.repeat(members, len(cols)))
-            pw_j.append(np.tile(cols, len(members)))
-            pw_v.append(((vec.T**2) @ w_old).ravel())
-            in_any_cluster[members] = True
-            rot_members.append((members, vec))
+            energies_nodes[nodes] = ev
+            amps_nodes[nodes] = vec.T @ node_amp[nodes]
+            occ = occupation[nodes].toarray()
+            cols = np.nonzero(occ.any(axis=0))[0]
+            pw_i.append(np.repeat(nodes, len(cols)))
+            pw_j.append(np.tile(cols, len(nodes)))
+            pw_v.append(((vec.T**2) @ occ[:, cols]).ravel())
+            in_any_cluster[nodes] = True
+            rot_members.append((nodes, vec))
     frac = in_cluster / ns if ns else 0.0
     if frac > RESONANT_FRACTION_WARN:
         warnings.warn(
             f"{in_cluster} of {ns} single excitations ({100 * frac:.0f}%) are in resonant clusters at "
-            f"g = {sb.coupling_g:g}: the coupling is too strong for first-order theory",
+            f"g = {sb.coupling_g:g} (single–single or single–double): first-order theory covers only the rest; "
+            "the clusters are diagonalized exactly",
             ResonanceWarning,
             stacklevel=3,
         )
-    order = np.argsort(energies_flat, kind="stable")
-    energies = np.concatenate([[0.0], energies_flat[order]])
-    flat_label = np.arange(ns)
-    for members, vec in rot_members:
-        flat_label[members] = members[np.argmax(vec**2, axis=0)]
+    order = np.argsort(energies_nodes, kind="stable")
+    energies = np.concatenate([[0.0], energies_nodes[order]])
+    node_label = np.arange(n_nodes)
+    for nodes, vec in rot_members:
+        node_label[nodes] = nodes[np.argmax(vec**2, axis=0)]
     labels = None  # [K, N] dense: only for small super blocks (it is O(N²) memory)
-    if (1 + ns) * nb <= PERTURBATIVE_LABELS_MAX:
-        labels = np.zeros((1 + ns, nb), dtype=np.int64)
-        lab = flat_label[order]
-        labels[1 + np.arange(ns), lab // (nl - 1)] = lab % (nl - 1) + 1
-    amp0 = np.concatenate([ground_t[None, :], amps_flat[order]])
-    plain = np.nonzero(~in_any_cluster)[0]
-    pw_i.append(plain), pw_j.append(state_member[plain]), pw_v.append(np.ones(len(plain)))
-    sorted_row = np.empty(ns, dtype=np.int64)
-    sorted_row[order] = np.arange(ns)
+    if (1 + n_nodes) * nb <= PERTURBATIVE_LABELS_MAX:
+        labels = np.zeros((1 + n_nodes, nb), dtype=np.int64)
+        lab = node_label[order]
+        single = lab < ns
+        rows = 1 + np.arange(n_nodes)
+        labels[rows[single], lab[single] // (nl - 1)] = lab[single] % (nl - 1) + 1
+        for row, j in zip(rows[~single], lab[~single]):
+            s, k, t, p = doubles[j - ns]
+            labels[row, s], labels[row, t] = k, p
+    amp0 = np.concatenate([ground_t[None, :], amps_nodes[order]])
+    sorted_row = np.empty(n_nodes, dtype=np.int64)
+    sorted_row[order] = np.arange(n_nodes)
+    plain = np.nonzero(~in_any_cluster)[0]  # singles only: every double is in a cluster
+    pw_i.append(plain), pw_j.append(plain // (nl - 1)), pw_v.append(np.ones(len(plain)))
     pw_i = np.concatenate(pw_i)
     pop_w = scipy.sparse.csr_matrix(
-        (np.concatenate(pw_v), (1 + sorted_row[pw_i], np.concatenate(pw_j))), shape=(1 + ns, nb)
+        (np.concatenate(pw_v), (1 + sorted_row[pw_i], np.concatenate(pw_j))), shape=(1 + n_nodes, nb)
     )
-    # unitary map from sorted states to flat single-excitation basis (for excited-state elements)
-    basis_of = _BasisMap(ns, order, rot_members)
+    basis = _BasisMap(order, rot_members, nl, doubles)
+
     def excited_stress(idx):
-        return _excited_stress_block(s_eff, idx, basis_of, ground_t, amp0)
+        return _excited_stress_block(ctx, idx, basis, amp0)
 
     diag = {
-        "n_states": int(1 + ns),
+        "n_states": int(1 + n_nodes),
         "ground_shift": float(np.sum(_member_arrays(sb, sb.operators)[1] * h)),
-        "n_resonant_pairs": int(n_pairs),
+        "n_resonant_pairs": int(ss_a.size),
+        "n_resonant_single_double": int(sd_a.size),
         "n_resonant_clusters": int(n_clusters),
         "max_cluster_size": int(max_cluster),
         "resonant_fraction": float(frac),
@@ -578,58 +647,65 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
 
 
 class _BasisMap:
-    """Coefficients of sorted perturbative states in the flat single-excitation basis."""
+    """Coefficients of the sorted perturbative states on the basis nodes (singles, resonant doubles)."""
 
-    def __init__(self, ns, order, clusters):
+    def __init__(self, order, clusters, n_levels, doubles):
         self.order = order
+        self.n_levels = n_levels
+        self.doubles = doubles
+        self.ns = len(order) - len(doubles)
         self.cluster_of = {}
-        for members, vec in clusters:
-            for col, st in enumerate(members):
-                self.cluster_of[int(st)] = (members, vec[:, col])
+        for nodes, vec in clusters:
+            for col, st in enumerate(nodes):
+                self.cluster_of[int(st)] = (nodes, vec[:, col])
 
     def coefficients(self, sorted_index: int):
-        flat = int(self.order[sorted_index])
-        if flat in self.cluster_of:
-            members, col = self.cluster_of[flat]
-            return members, col
-        return np.array([flat]), np.array([1.0])
+        """``(nodes, coefficients)`` of the excited state ``sorted_index`` (0 = lowest excitation)."""
+        node = int(self.order[sorted_index])
+        if node in self.cluster_of:
+            return self.cluster_of[node]
+        return np.array([node]), np.array([1.0])
+
+    def node(self, j: int) -> tuple:
+        """``(s, m)`` of a single, ``(s, k, t, p)`` of a double."""
+        if j < self.ns:
+            s, m = divmod(int(j), self.n_levels - 1)
+            return (s, m + 1)
+        return tuple(int(v) for v in self.doubles[j - self.ns])
 
 
-def _excited_stress_block(member_stress, idx, basis_of, ground_t, amp0):
-    """⟨α|T_tot|β⟩ among kept states: ground row/column at first order, excited–excited at zeroth.
+def _excited_stress_block(ctx: FirstOrderContext, idx, basis: _BasisMap, amp0):
+    """⟨α|T_tot|β⟩ ``[6, k, k]`` among kept states, first order in g (:mod:`blocksim.excited`).
 
-    Excited–excited elements in the flat basis: ⟨s,m|T|s,k⟩ = T^s_mk (m ≠ k),
-    ⟨s,m|T|s,m⟩ = Σ_{s''} t0^{s''} − t0^s + T^s_mm, and 0 between different members.
+    Ground row and column: ⟨0|T_tot|0⟩ and ⟨α|T_tot|0⟩ of Eq. (3.2) (``amp0``). Excited–excited:
+    Σ_ij a_i b_j ⟨i|T_tot|j⟩ over the basis nodes of the two states (cluster eigenvectors or a
+    single node), with :func:`blocksim.excited.node_element`.
     """
-    nl = member_stress.shape[-1]
-    total_t0 = member_stress[:, :, 0, 0].sum(axis=0)
     k = len(idx)
-    out = np.zeros((6, k, k))
     if idx[0] != 0:
         raise InputError("stress_block: the state list must start with the ground state (index 0)")
-    out[:, 0, 0] = ground_t
+    out = np.zeros((6, k, k))
+    out[:, 0, 0] = ctx.ground_t
     for i in range(1, k):
         out[:, 0, i] = amp0[idx[i]]
         out[:, i, 0] = amp0[idx[i]]
-    coeffs = [basis_of.coefficients(int(x) - 1) for x in idx[1:]]
+    coeffs = [basis.coefficients(int(x) - 1) for x in idx[1:]]
+    cache: dict = {}
+
+    def element(a, b):
+        key = (a, b) if a <= b else (b, a)
+        if key not in cache:
+            cache[key] = node_element(ctx, basis.node(key[0]), basis.node(key[1]))
+        return cache[key]
+
     for i in range(1, k):
         fi, ci = coeffs[i - 1]
         for j in range(i, k):
             fj, cj = coeffs[j - 1]
             acc = np.zeros(6)
-            for a_state, ca in zip(fi, ci):
-                s, m = divmod(int(a_state), nl - 1)
-                m += 1
-                for b_state, cb in zip(fj, cj):
-                    t, mp = divmod(int(b_state), nl - 1)
-                    mp += 1
-                    if s != t:
-                        continue
-                    if m == mp:
-                        elem = total_t0 - member_stress[s, :, 0, 0] + member_stress[s, :, m, m]
-                    else:
-                        elem = member_stress[s, :, m, mp]
-                    acc += ca * cb * elem
+            for a_node, ca in zip(fi, ci):
+                for b_node, cb in zip(fj, cj):
+                    acc += ca * cb * element(int(a_node), int(b_node))
             out[:, i, j] = acc
             out[:, j, i] = acc
     return out

@@ -24,8 +24,12 @@ Re and Im are an exact Kramers–Kronig pair, ``Re χ(ω) = (1/π) P∫ Im χ(ω
 * ``"gaussian"``, width σ = standard deviation: g = exp(−x²/2σ²)/(σ√(2π)),
   R = (√2/σ)·D(x/(√2σ)) with D the Dawson function (the Hilbert transform of the Gaussian).
 * ``"bins"``: ``omega`` are bin EDGES (ascending, ≥ 2). Im parts are the spectral weight in each
-  bin [e_j, e_{j+1}) divided by its width; Re χ is the exact bin average of the sharp-line
-  principal-value Re χ, (1/Δ_j)[ln|ω − ω_k|]_{e_j}^{e_{j+1}}. Results have n_ω = len(edges) − 1.
+  bin [e_i, e_{i+1}) divided by its width, i.e. each line becomes a box over its bin. Re χ is the
+  principal-value Hilbert transform of that box spectral density at the bin centres ω̄_j:
+  R = (1/Δ_i) ln|(ω̄_j − e_i)/(ω̄_j − e_{i+1})| for a line in bin i (0 in its own bin), and the
+  sharp-line R = 1/(ω̄_j − ω_k) for a line outside the grid. It is finite for every line position
+  (also a line exactly on a bin edge) and is the exact KK partner of the binned Im part at the
+  centres. Results have n_ω = len(edges) − 1.
   The thermal factor (1 − e^{−βω}) of :func:`im_chi` uses the bin centres.
 
 Im χ with broadened lines: ``form="detailed_balance"`` (default) is Eq. (2.11) literally,
@@ -285,9 +289,16 @@ def line_profiles(centres, omega, line: str, width, part: str):
             ok = (j >= 0) & (j < widths.size)
             out[np.nonzero(ok)[0], j[ok]] = 1.0 / widths[j[ok]]
             return out
-        with np.errstate(divide="ignore"):
-            logs = np.log(np.abs(w[None, :] - c[:, None]))
-        return (logs[:, 1:] - logs[:, :-1]) / widths[None, :]
+        # Hilbert transform of the binned (box) line, at the bin centres: finite for every position
+        mid = 0.5 * (w[1:] + w[:-1])
+        j = np.searchsorted(w, c, side="right") - 1
+        inside = (j >= 0) & (j < widths.size)
+        out = np.empty((c.size, widths.size))
+        out[~inside] = 1.0 / (mid[None, :] - c[~inside, None])
+        ji = j[inside]
+        lo, hi = w[ji][:, None], w[ji + 1][:, None]
+        out[inside] = np.log(np.abs((mid[None, :] - lo) / (mid[None, :] - hi))) / widths[ji][:, None]
+        return out
     x = w[None, :] - c[:, None]
     if line == "lorentzian":
         if part == "im":

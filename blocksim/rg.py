@@ -54,7 +54,7 @@ import numpy as np
 from . import __version__
 from . import io as bio
 from .config import Config, load_config
-from .errors import InputError
+from .errors import InputError, NonFiniteError
 from .outputlock import OutputLock
 from .observables import (  # noqa: F401  (re-exported: part of rg's documented API)
     band_weight_tensors,
@@ -288,8 +288,24 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
         "superblock_energies": new_e,
         "superblock_stress": new_t,
     }
+    _check_finite(cfg, k, values)
     diagnostics = _diagnostics(cfg, k, sol, pool_e, pool_t, lineage, new_lineage, members_history)
     return values, diagnostics, new_e, new_t, new_lineage
+
+
+def _check_finite(cfg, k, values) -> None:
+    """Stop the run on any NaN/±inf observable (standard errors ``*_err`` may be NaN: "not available")."""
+    for name, value in values.items():
+        if name.endswith("_err") or isinstance(value, (str, list)):
+            continue
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            obs = cfg.observables
+            raise NonFiniteError(
+                f"step {k}: {name} has {bad} non-finite value(s) (observables.line = {obs.line!r}, "
+                f"omega_min = {obs.omega_min!r}, omega_max = {obs.omega_max!r}); the run stops before writing it"
+            )
 
 
 def _diagnostics(cfg, k, sol, pool_e, pool_t, lineage, new_lineage, members_history):
@@ -325,7 +341,10 @@ def _diagnostics(cfg, k, sol, pool_e, pool_t, lineage, new_lineage, members_hist
             f"per super block: solver diagnostic '{key}' (blocksim.spectra.solve)")
     if "n_resonant_pairs" in keys:
         add("n_resonant_pairs_total", int(np.nansum(d["n_resonant_pairs"][0])), "1",
-            "resonant pairs summed over the super blocks of the step")
+            "resonant single–single pairs summed over the super blocks of the step")
+    if "n_resonant_single_double" in keys:
+        add("n_resonant_single_double_total", int(np.nansum(d["n_resonant_single_double"][0])), "1",
+            "resonant single–double pairs |t,p⟩ ↔ |t,q; s,m⟩ summed over the super blocks of the step")
     add("n_resonance_warnings", int(sol["n_resonance_warnings"]), "1",
         "super blocks for which the solver raised a ResonanceWarning (most excitations resonant)")
     wg = _ground_weight_tensor(pool_t)

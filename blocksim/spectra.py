@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .exact import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, solve_exact, solve_sector
+from .exact import solve_exact, solve_sector
+from .limits import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM
 from .perturbative import ResonanceWarning, solve_perturbative
 from .spectrum import Spectrum
 from .superblock import SuperBlock, _int_field, assemble_superblock, sphere_positions

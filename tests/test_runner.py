@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -280,7 +281,17 @@ INVALID = [
     pytest.param("[solver]\nmethod = \"lanczos\"\n", [], "solver.method", id="method"),
     pytest.param("[solver]\nresonance_threshold = 1.5\n", [], "solver.resonance_threshold", id="threshold"),
     pytest.param("[solver]\ninclude_doubles = \"yes\"\n", [], "true or false", id="doubles-type"),
-    pytest.param("[solver]\nmethod = \"exact\"\n", [], "4096", id="exact-too-big"),
+    pytest.param("[model]\nn = 4\n[solver]\nmethod = \"exact\"\n", [], "must be ≤ 20000", id="exact-too-big"),
+    pytest.param("[model]\nn = 2\n[rg]\nn_keep = 5\n[solver]\nmethod = \"exact\"\n", [],
+                 "step 1 (N0³ = 8 members with 5 levels) has a Hilbert space of n^(N0³) = 390625", id="exact-too-big-at-step-1"),
+    pytest.param("[model]\nn = 2\n[rg]\nn_keep = 10\n", [], "rg.n_keep = 10: must be ≤ 9", id="n-keep-above-singles"),
+    pytest.param("[solver]\ninclude_doubles = true\n", [], "solver.include_doubles = true: only", id="doubles-perturbative"),
+    pytest.param("[model]\nn = 3\n[rg]\nn_keep = 60\n[solver]\nmethod = \"sector\"\ninclude_doubles = true\n", [],
+                 "step 1 (N0³ = 8 members with 60 levels) has a sector of 97941 states", id="sector-too-big-at-step-1"),
+    pytest.param("[observables]\nomega_min = 1e-300\nomega_max = 1e300\n", [], "observables.omega_min = 1e-300",
+                 id="omega-min-tiny"),
+    pytest.param("[observables]\nomega_min = 1e-40\nomega_max = 1e-5\n", [], "at most 30 decades",
+                 id="omega-too-many-decades"),
     pytest.param("[observables]\ntemperatures = []\n", [], "non-empty", id="no-temperatures"),
     pytest.param("[observables]\ntemperatures = [0.1, 0.05]\n", [], "increasing", id="temperatures-order"),
     pytest.param("[observables]\nomega_min = \"low\"\n", [], "\"auto\"", id="omega-min-type"),
@@ -323,6 +334,19 @@ def test_invalid_config_one_line_exit_2_no_file(text, overrides, fragment, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_non_finite_observable_stops_the_run_naming_it(configs, tmp_path, capsys):
+    """A grid above every line leaves the reference band empty: MB would be NaN. Exit 2, one line, no .h5."""
+    out = tmp_path / "nan.h5"
+    rc = cli.main(["run", str(configs / "tiny.toml"), "-o", str(out), "--no-plot", "-q",
+                   "-s", "observables.omega_min=1e3", "-s", "observables.omega_max=1e4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "step 0: mb_ratio" in err[0] and "non-finite" in err[0]
+    assert not out.exists()
+    with open_trajectory(part_path(out)) as tr:  # the partial file says why, and keeps no step
+        assert tr.status == "failed" and len(tr.steps) == 0
+
+
 def test_invalid_config_real_process(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[rg]\nstpes = 3\n")
@@ -356,7 +380,9 @@ def test_window_truncation_keeps_levels_near_the_probe(configs, tmp_path):
             members = step0.members[j]
             sb = spectra.assemble_superblock(step0.pool_energies[members], step0.pool_stress[members],
                                              step0.rotations[j], 2, step0.coupling_g, 1.6)
-            spec = spectra.solve(sb, "perturbative")
+            with warnings.catch_warnings():  # the step-1 pool is soft: many resonant clusters
+                warnings.simplefilter("ignore", spectra.ResonanceWarning)
+                spec = spectra.solve(sb, "perturbative")
             e, _, _ = spec.truncate(3, 0.4)
             np.testing.assert_allclose(step1.pool_energies[j], e, rtol=1e-12)
             nearest = np.sort(np.abs(spec.energies[1:] - 0.4))[:2]

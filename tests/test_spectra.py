@@ -182,8 +182,11 @@ def test_small_gap_member_is_dressed_exactly_in_its_local_field():
     e, s = random_members(rng, 8, 2)
     e[5, 1] = 1e-5
     sb = spectra.assemble_superblock(e, s, random_rotation(rng, 8), 2, 1e-3, 1.6)
-    pt = spectra.solve(sb, "perturbative")
+    # every excitation |s,m⟩ is resonant with |s,m; soft flipped⟩ (a single–double resonance)
+    with pytest.warns(spectra.ResonanceWarning, match="single–double"):
+        pt = spectra.solve(sb, "perturbative")
     assert pt.diagnostics["n_dressed_members"] >= 1
+    assert pt.diagnostics["n_resonant_single_double"] >= 6
     ex = spectra.solve(sb, "exact")
     idx = match_states(pt, ex)
     # the soft member's own level is exact in its local field; the others keep a second-order error
