@@ -280,7 +280,7 @@ def merge(plan: Plan, outdir: str | None = None, *, pair_draws: int = 64) -> Rep
 def plot(rows, fits, path) -> str:
     """r against N0 (log axis), powder l and t per shape: r (θ → 0, g → 0 where present), its parts at the
     middle θ and smallest g, Eq. (3.7), the semi-analytic line and the best-AIC fit of r."""
-    fig, axes = new_figure(ncols=2, nrows=2, size=(6.0, 4.5))
+    fig, axes = new_figure(ncols=3, nrows=2, size=(5.5, 4.5))
     shapes = sorted({r["shape"] for r in rows})
     gs = sorted({r["coupling_g"] for r in rows if r["coupling_g"] > 0})
     ths = sorted({r["threshold"] for r in rows if r["threshold"] > 0})
@@ -322,13 +322,41 @@ def plot(rows, fits, path) -> str:
                     yy = {"const": np.full_like(xx, f["const_a"]), "log": f["log_a"] + f["log_b"] * np.log(xx),
                           "sat": f["sat_a"] - f["sat_c"] / xx, "pow": f["pow_a"] * xx ** f["pow_p"]}[f["best"]]
                     ax.plot(xx, yy, "r:", lw=1.2, label=f"best fit ({f['best']})")
-            ax.axhline(0.0, color="0.6", lw=0.8)
-            ax.set_xscale("log")
-            ax.set_xlabel("N0")
+            _log_axis(ax, x if base else [2, 4])
             ax.set_ylabel(f"r_{pol} = δĖ/(g Ė^(1))")
             ax.set_title(f"{shape}, powder {pol}", fontsize=9)
             ax.legend(fontsize=5)
+    # third column: the threshold dependence of the non-resonant part (powder l) and its estimate θ·X
+    for i, shape in enumerate(shapes[:2]):
+        ax = axes[i, 2]
+        for k, th in enumerate(ths):
+            ser = sorted([r for r in rows if r["shape"] == shape and r["pol"] == "l" and r["direction"] == "powder"
+                          and r["coupling_g"] == g_ref and r["threshold"] == th], key=lambda r: r["n0"])
+            if not ser:
+                continue
+            x = np.array([r["n0"] for r in ser], dtype=float)
+            line = ax.errorbar(x * (1.0 + 0.03 * k), [r["r_nonresonant"] for r in ser],
+                               yerr=[r["err_nonresonant"] for r in ser], fmt="o", ms=3, capsize=1, label=f"θ = {th:g}")
+            if "excess_slope_estimate" in ser[0]:
+                ax.plot(x, [th * r["excess_slope_estimate"] for r in ser], "--", lw=1, color=line[0].get_color())
+        ax.plot([], [], "k--", lw=1, label="θ·X: unnormalized 1st-order excess")
+        _log_axis(ax, x if ths else [2, 4])
+        ax.set_ylabel("r_nonresonant, l")
+        ax.set_title(f"{shape}: non-resonant part vs θ (g = {g_ref:g})", fontsize=9)
+        ax.legend(fontsize=5)
     return save_figure(fig, path)
+
+
+def _log_axis(ax, x):
+    from matplotlib.ticker import NullFormatter
+
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_xscale("log")
+    ticks = sorted({int(v) for v in x})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("N0")
 
 
 def main(argv=None) -> int:
