@@ -1,6 +1,6 @@
 """Tasks, local pool, SLURM array and merge for the N0 scan of :mod:`.recursion_check`.
 
-A plan (TOML, ``runs/recursion_check*.toml``) fixes the scan::
+A plan (TOML, ``runs/scans/recursion_check*.toml``) fixes the scan::
 
     [scan]
     n0 = [2, 3, 4, 6, 8, 12, 16, 24, 32]
@@ -109,7 +109,7 @@ def load_plan(path, overrides: dict | None = None) -> Plan:
     for s in shapes:
         rc.site_positions(s, 2)
     out = scan.get("output_dir", "out/recursion_check")
-    out = out if os.path.isabs(out) else os.path.join(os.path.dirname(os.path.abspath(path)), out)
+    out = os.path.normpath(out if os.path.isabs(out) else os.path.join(os.path.dirname(os.path.abspath(path)), out))
     samples = {int(n): _per_n0(scan.get("samples", 16), n, 16) for n in scan["n0"]}
     if min(samples.values()) < 2:
         raise InputError(f"scan.samples = {scan.get('samples')}: need ≥ 2 per N0")
@@ -364,7 +364,7 @@ def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="N0 scan of the interaction part of the absorption (Eq. 3.7)")
-    parser.add_argument("--plan", default=None, help="scan plan TOML (default runs/recursion_check.toml)")
+    parser.add_argument("--plan", default=None, help="scan plan TOML (default runs/scans/recursion_check.toml)")
     parser.add_argument("-o", "--outdir", default=None, help="output folder of the merge (default: the plan's)")
     parser.add_argument("--task", type=int, default=None, help="run one task (SLURM array body)")
     parser.add_argument("--workers", type=int, default=None, help="run the missing tasks on a local pool, then merge")
@@ -378,7 +378,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
-    plan_path = args.plan or os.path.join(os.getcwd(), "runs", "recursion_check.toml")
+    plan_path = args.plan or os.path.join(os.getcwd(), "runs", "scans", "recursion_check.toml")
     try:
         plan = load_plan(plan_path, {"n0": args.n0, "shapes": args.shapes, "couplings": args.couplings,
                                      "thresholds": args.thresholds, "samples": args.samples, "seed": args.seed})
