@@ -315,10 +315,39 @@ output_dir = "out"
     with np.load(path) as z:
         first = z["base"].copy()
     regrouped = plan_mod.load_plan(str(plan_file), {"samples_per_task": 1})
-    assert plan_mod.tasks(plan)[2] == ("cube", 3, 0, 2)
-    index = plan_mod.tasks(regrouped).index(("cube", 3, 0, 1))
+    assert plan_mod.tasks(plan)[2] == ("cube", 3, 0, 2, 0, 2)
+    index = plan_mod.tasks(regrouped).index(("cube", 3, 0, 1, 0, 2))
     with np.load(plan_mod.run_task(regrouped, index)) as z:  # cube N0 = 3, sample 0 alone
         np.testing.assert_array_equal(z["base"][0], first[0])
+
+
+def test_recursion_plan_split_by_coupling_gives_the_same_table(tmp_path):
+    from blocksim.analysis import recursion_check as rcheck
+    from blocksim.analysis import recursion_plan as plan_mod
+
+    text = """
+[scan]
+n0 = [2, 3]
+shapes = ["cube"]
+couplings = [1e-3, 3e-3]
+thresholds = [0.1, 0.2]
+samples = 3
+samples_per_task = 2
+output_dir = "{out}"
+"""
+    whole = tmp_path / "whole.toml"
+    whole.write_text(text.format(out="whole"))
+    split = tmp_path / "split.toml"
+    split.write_text(text.format(out="split") + "couplings_per_task = {3 = 1}\n")
+    plans = [plan_mod.load_plan(str(p)) for p in (whole, split)]
+    assert len(plan_mod.tasks(plans[1])) == len(plan_mod.tasks(plans[0])) + 2
+    tables = []
+    for plan in plans:
+        plan_mod.run_local(plan, 1, log=lambda *_: None)
+        by_key, missing = plan_mod._load_records(plan)
+        assert not missing
+        tables.append(rcheck.reduce_samples(by_key[("cube", 3)], "cube", 3, plan.couplings, plan.thresholds))
+    assert [r["r_per_g"] for r in tables[0]] == [r["r_per_g"] for r in tables[1]]
 
 
 def test_recursion_plan_rejects_bad_keys(tmp_path):

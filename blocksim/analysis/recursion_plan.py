@@ -9,13 +9,17 @@ A plan (TOML, ``runs/scans/recursion_check*.toml``) fixes the scan::
     thresholds = [0.05, 0.1, 0.2]
     samples = {2 = 64, 16 = 12, 32 = 6}   # per N0 (missing N0: the "default" key, or 16)
     samples_per_task = {16 = 2, 32 = 1}   # samples per task (default 8), so that a task fits ≤ 10 min
+    couplings_per_task = {32 = 1}         # couplings per task (default: all); the large lattices split by g
     seed = 12345
     output_dir = "out/recursion_check"   # relative to the plan file
 
-Task i is one (shape, N0, range of sample indices); sample k of (shape, N0) uses the stream
+Task i is one (shape, N0, range of sample indices, range of coupling indices); sample k of (shape, N0) uses the stream
 ``SeedSequence(seed, spawn_key=(shape index, N0, k))``, so results do not depend on how samples are
-grouped into tasks or which worker runs them. Each task writes ``tasks/<shape>_n<N0>_<first>.npz``;
-the merge reads whatever tasks exist (missing tasks are listed, not guessed).
+grouped into tasks or which worker runs them (the blocks and rotations are drawn before any solve, so
+a task holding a subset of the couplings sees the same super block). Each task writes
+``tasks/<shape>_n<N0>_<first>.npz`` (``..._g<i>.npz`` when the couplings are split); the merge joins
+the coupling parts of each sample and uses the samples that are complete (missing tasks are listed,
+not guessed).
 
 Commands (the thin script ``analysis/recursion_check.py``):
 
@@ -44,7 +48,8 @@ from .loading import format_table, new_figure, save_figure, write_table
 
 __all__ = ["Plan", "load_plan", "tasks", "run_task", "run_local", "merge", "main"]
 
-_KNOWN = {"n0", "shapes", "couplings", "thresholds", "samples", "samples_per_task", "seed", "output_dir",
+_KNOWN = {"n0", "shapes", "couplings", "thresholds", "samples", "samples_per_task", "couplings_per_task", "seed",
+          "output_dir",
           "block", "cl_over_ct", "temperature", "omegas", "width", "moment_samples"}
 
 
@@ -66,6 +71,7 @@ class Plan:
     omegas: tuple = (0.3, 0.45, 0.6)
     width: float = 0.08
     moment_samples: int = 40000
+    couplings_per_task: dict = field(default_factory=dict)
 
 
 def _per_n0(table, n0, default):
@@ -121,23 +127,30 @@ def load_plan(path, overrides: dict | None = None) -> Plan:
         cl_over_ct=float(scan.get("cl_over_ct", 1.6)), temperature=float(scan.get("temperature", 0.01)),
         omegas=tuple(float(w) for w in scan.get("omegas", (0.3, 0.45, 0.6))), width=float(scan.get("width", 0.08)),
         moment_samples=int(scan.get("moment_samples", 40000)),
+        couplings_per_task={int(n): max(1, _per_n0(scan.get("couplings_per_task", {}), n, len(scan["couplings"])))
+                            for n in scan["n0"]},
     )
 
 
 def tasks(plan: Plan) -> list:
-    """The task list: ``(shape, n0, first_sample, last_sample_exclusive)``, small N0 first."""
+    """The task list: ``(shape, n0, first_sample, last_sample, first_coupling, last_coupling)`` (ends
+    exclusive, coupling indices into ``plan.couplings``), small N0 first."""
     out = []
+    ng = len(plan.couplings)
     for n0 in plan.n0:
         for shape in plan.shapes:
             total, per = plan.samples[n0], plan.samples_per_task[n0]
+            gper = min(plan.couplings_per_task.get(n0, ng), ng)
             for first in range(0, total, per):
-                out.append((shape, n0, first, min(first + per, total)))
+                for g0 in range(0, ng, gper):
+                    out.append((shape, n0, first, min(first + per, total), g0, min(g0 + gper, ng)))
     return out
 
 
 def _task_path(plan: Plan, task) -> str:
-    shape, n0, first, _ = task
-    return os.path.join(plan.output_dir, "tasks", f"{shape}_n{n0}_{first:04d}.npz")
+    shape, n0, first, _, g0, g1 = task
+    suffix = "" if (g0, g1) == (0, len(plan.couplings)) else f"_g{g0}"
+    return os.path.join(plan.output_dir, "tasks", f"{shape}_n{n0}_{first:04d}{suffix}.npz")
 
 
 def run_task(plan: Plan, index: int) -> str:
@@ -157,12 +170,13 @@ def run_task(plan: Plan, index: int) -> str:
     todo = tasks(plan)
     if not 0 <= index < len(todo):
         raise InputError(f"task = {index}: must be in [0, {len(todo) - 1}]")
-    shape, n0, first, last = todo[index]
+    shape, n0, first, last, g0, g1 = todo[index]
+    couplings = plan.couplings[g0:g1]
     table = displacement_table(n0, plan.cl_over_ct)
     recs = []
     for k in range(first, last):
         rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(rc.SHAPES.index(shape), n0, k)))
-        recs.append(rc.sample_record(rng, shape, n0, plan.couplings, plan.thresholds, block_spec=plan.block,
+        recs.append(rc.sample_record(rng, shape, n0, couplings, plan.thresholds, block_spec=plan.block,
                                      cl_over_ct=plan.cl_over_ct, temperature=plan.temperature, omegas=plan.omegas,
                                      width=plan.width, table=table))
     path = _task_path(plan, todo[index])
@@ -171,7 +185,8 @@ def run_task(plan: Plan, index: int) -> str:
     np.savez(tmp, base=np.stack([r["base"] for r in recs]), re0=np.stack([r["re0"] for r in recs]),
              d_res=np.stack([r["d_res"] for r in recs]), d_non=np.stack([r["d_non"] for r in recs]),
              diag=np.stack([r["diag"] for r in recs]), members=recs[0]["members"],
-             samples=np.arange(first, last), couplings=np.array(plan.couplings), thresholds=np.array(plan.thresholds))
+             samples=np.arange(first, last), couplings=np.array(couplings), coupling_index=np.arange(g0, g1),
+             thresholds=np.array(plan.thresholds))
     os.replace(tmp, path)
     return path
 
@@ -200,19 +215,32 @@ def run_local(plan: Plan, workers: int = 1, log=print) -> list:
 
 
 def _load_records(plan: Plan):
-    by_key, missing = {}, []
+    """Per-sample records joined over the coupling parts: ``{(shape, n0): [record, ...]}`` and the missing files."""
+    parts, missing = {}, []
+    ng = len(plan.couplings)
     for t in tasks(plan):
         path = _task_path(plan, t)
         if not os.path.exists(path):
             missing.append(os.path.basename(path))
             continue
+        g0, g1 = t[4], t[5]
         with np.load(path) as z:
-            if (tuple(z["couplings"]) != plan.couplings) or (tuple(z["thresholds"]) != plan.thresholds):
+            if tuple(z["couplings"]) != plan.couplings[g0:g1] or tuple(z["thresholds"]) != plan.thresholds:
                 raise InputError(f"{path}: computed on another (g, θ) grid than the plan")
-            for i in range(z["base"].shape[0]):
-                by_key.setdefault((t[0], t[1]), []).append(
-                    {"base": z["base"][i], "re0": z["re0"][i], "d_res": z["d_res"][i], "d_non": z["d_non"][i],
-                     "diag": z["diag"][i], "members": int(z["members"])})
+            for i, k in enumerate(z["samples"]):
+                rec = parts.get((t[0], t[1], int(k)))
+                if rec is None:
+                    nt, nc = z["d_res"].shape[2], z["d_res"].shape[3]
+                    rec = {"base": z["base"][i], "re0": z["re0"][i], "members": int(z["members"]),
+                           "d_res": np.full((ng, nt, nc), np.nan), "d_non": np.full((ng, nt, nc), np.nan),
+                           "diag": np.full((ng, nt, z["diag"].shape[3]), np.nan), "filled": np.zeros(ng, dtype=bool)}
+                    parts[(t[0], t[1], int(k))] = rec
+                rec["d_res"][g0:g1], rec["d_non"][g0:g1], rec["diag"][g0:g1] = z["d_res"][i], z["d_non"][i], z["diag"][i]
+                rec["filled"][g0:g1] = True
+    by_key = {}
+    for (shape, n0, _k), rec in sorted(parts.items()):
+        if rec["filled"].all():
+            by_key.setdefault((shape, n0), []).append(rec)
     return by_key, missing
 
 
