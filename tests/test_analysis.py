@@ -418,13 +418,13 @@ def test_reductions_on_a_real_trajectory(real_trajectory, tmp_path):
     assert all(math.isfinite(r["mb_num"]) and math.isfinite(r["gamma_ratio_route"]) for r in route)
 
 
-@pytest.mark.parametrize("name", ["recursion_check", "recursion_check_reduced"])
+@pytest.mark.parametrize("name", ["recursion_check", "recursion_check_reduced", "recursion_check_lowT"])
 def test_shipped_recursion_plans_load(name):
     from blocksim.analysis import recursion_plan as plan_mod
 
     plan = plan_mod.load_plan(str(ROOT / "runs" / "scans" / f"{name}.toml"))
     assert len(plan.couplings) >= 3 and max(plan.couplings) / min(plan.couplings) >= 10
-    assert len(plan.thresholds) >= 3 and set(plan.shapes) == {"cube", "sphere"}
+    assert len(plan.thresholds) >= 3 and "cube" in plan.shapes
     assert plan.output_dir.endswith(os.path.join("runs", "out", name))
     if name == "recursion_check":
         assert plan.n0 == (2, 3, 4, 6, 8, 12, 16, 24, 32)
