@@ -1,0 +1,769 @@
+"""Many small super blocks in one numba call: the batched first-order solver of an RG step.
+
+The RG step solves thousands of super blocks of N0³ ≤ 64 members (:data:`BATCH_MAX_N0`), where the
+per-super-block path (:func:`blocksim.spectra.solve` + :meth:`Spectrum.truncate` +
+:meth:`Spectrum.transitions`) spends ≈ 1 ms of NumPy/SciPy orchestration on microseconds of
+arithmetic. :func:`solve_batch` takes the members of all super blocks as arrays and runs one numba
+kernel, :func:`_batch_kernel_parallel` (``prange`` over super blocks; one super block is computed
+sequentially inside one iteration, so the results do not depend on the thread count), for the
+*common path* of the first-order solver (Eq. 3.2 of [ZL], :mod:`~blocksim.spectra.perturbative`):
+
+* no member is dressed (no one-body resonance |⟨m|2h·T|k⟩| > thr·|E_m − E_k| and no level pushed to
+  or below the ground state),
+* no resonant single–single pair (|V| > thr·|ΔE|) and no resonant single–double pair
+  (:func:`~blocksim.spectra.excited.single_double_resonances`), no excited level at 0.
+
+There the spectrum is the ground state plus the N(n−1) single excitations, and the kernel computes
+exactly the per-super-block arithmetic: the rotation of the members (Mandel Q(R)·T, then
+symmetrized), the local fields, the one-body and pair terms of the ground-row amplitudes, the
+stable sort of the levels, the truncation (lowest ``n_keep`` or an energy window) and the kept
+stress block to first order (the same :func:`~blocksim.spectra.excited._y_kernel`), the sum rule of
+the kept weight, and the populations of the transitions (DESIGN note 2). Every operation is done in
+the order NumPy and the per-super-block kernels do it (sequential sums; NumPy's pairwise sum where
+the reference calls ``np.sum``), so the results are **bit-for-bit** those of the per-super-block path
+(tests/test_batch.py checks this on random, resonant and dressed super blocks).
+
+A super block where the kernel meets any special case is flagged and solved by the per-super-block
+path (:func:`solve_batch_reference` on that super block), so those results are identical by
+construction. The resonance tests of the kernel use the threshold lowered by a relative
+:data:`FALLBACK_MARGIN`: a super block within rounding of a resonance also takes the fallback.
+
+:func:`solve_batch_reference` is the slow, obvious reference (STYLE 4): the per-super-block loop with
+the same output.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .._numba import serial_twin
+from ..errors import InputError
+from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
+from ..response import Transitions, boltzmann
+from .excited import _y_kernel
+from .perturbative import ResonanceWarning
+from .superblock import assemble_superblock
+
+__all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
+
+#: Largest lattice edge the batched kernel accepts (N0³ = 64 members).
+BATCH_MAX_N0 = 4
+#: The kernel's resonance tests use thr·(1 − FALLBACK_MARGIN): borderline super blocks fall back.
+FALLBACK_MARGIN = 1e-9
+#: Fallback reasons (``BatchSolution.fallback_reason``): 0 = common path.
+REASONS = ("none", "dressed member", "resonant single-single pair", "resonant single-double pair",
+           "excited level at 0", "non-finite result")
+_OK, _DRESSED, _RES_SS, _RES_SD, _ZERO, _NONFINITE = range(6)
+
+#: Solver diagnostics of :func:`blocksim.spectra.solve` ("perturbative"), in this order.
+SOLVER_DIAGNOSTICS = ("n_states", "ground_shift", "n_resonant_pairs", "n_resonant_single_double",
+                      "n_resonant_clusters", "max_cluster_size", "resonant_fraction", "n_dressed_members")
+
+
+@dataclass(frozen=True)
+class BatchSolution:
+    """Solved and truncated super blocks of one batch: the arrays an RG step consumes.
+
+    Per super block j (P rows, in order):
+
+    Attributes
+    ----------
+    energies : ndarray [P, n_keep]
+        Kept levels (as :meth:`Spectrum.truncate` returns them; ground 0), units E*.
+    stress : ndarray [P, 6, n_keep, n_keep]
+        Kept block ⟨α|T_tot|β⟩ (Mandel), first order in g, units T*.
+    weight_kept, lowest_excluded_energy : ndarray [P]
+        The truncation diagnostics of :meth:`Spectrum.truncate` (E* for the second).
+    double_in_window : ndarray [P] bool
+        Whether the lowest double excitation lies below the highest kept level.
+    diagnostics : dict
+        Solver diagnostics (:data:`SOLVER_DIAGNOSTICS`) → float64 [P].
+    lead : ndarray [P] int64
+        Member whose excitation dominates the lowest excited state (``Spectrum.labels[1]``).
+    excitations, excitation_offsets : ndarray [E], int64 [P + 1]
+        ``Spectrum.energies[1:]`` of super block j at ``excitations[excitation_offsets[j]:excitation_offsets[j + 1]]`` (E*).
+    omega, amp, population, temperatures, transition_offsets : ndarray [M], [M, 6], [n_T, M], [n_T], int64 [P + 1]
+        ``Spectrum.transitions(temperatures)`` of all super blocks, joined; super block j owns the
+        columns ``transition_offsets[j]:transition_offsets[j + 1]`` (see :meth:`transitions`).
+    fallback_reason : ndarray [P] int64
+        0: the batched common path; else the index in :data:`REASONS` of why the super block was
+        solved by the per-super-block path.
+    n_resonance_warnings : int
+        :class:`~blocksim.spectra.ResonanceWarning` raised by the per-super-block path (not re-emitted).
+    """
+
+    energies: np.ndarray
+    stress: np.ndarray
+    weight_kept: np.ndarray
+    lowest_excluded_energy: np.ndarray
+    double_in_window: np.ndarray
+    diagnostics: dict
+    lead: np.ndarray
+    excitations: np.ndarray
+    excitation_offsets: np.ndarray
+    omega: np.ndarray
+    amp: np.ndarray
+    population: np.ndarray
+    temperatures: np.ndarray
+    transition_offsets: np.ndarray
+    fallback_reason: np.ndarray
+    n_resonance_warnings: int
+
+    @property
+    def n_superblocks(self) -> int:
+        """Number of super blocks P."""
+        return int(self.energies.shape[0])
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """Lowest excitation energy of each super block ``[P]`` (E*)."""
+        return self.excitations[self.excitation_offsets[:-1]]
+
+    @property
+    def fallback_fraction(self) -> float:
+        """Fraction of the super blocks solved by the per-super-block path."""
+        return float(np.count_nonzero(self.fallback_reason)) / max(1, self.fallback_reason.size)
+
+    def segments(self) -> np.ndarray:
+        """Super block of each transition ``[M]`` int64."""
+        return np.repeat(np.arange(self.n_superblocks), np.diff(self.transition_offsets))
+
+    def transitions(self, j: int | None = None) -> Transitions:
+        """The transitions of super block ``j``, or of all super blocks joined (``j=None``, V = P)."""
+        if j is None:
+            return Transitions(self.omega, self.amp, self.population, self.temperatures,
+                               volume=float(self.n_superblocks))
+        a, b = self.transition_offsets[j], self.transition_offsets[j + 1]
+        return Transitions(self.omega[a:b], self.amp[a:b], self.population[:, a:b], self.temperatures)
+
+
+# ----------------------------------------------------------------------------------------------
+# numba kernel
+# ----------------------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _np_sum(a):
+    """``np.sum`` of a contiguous 1-D float64 array, bit for bit (NumPy's pairwise sum, n ≤ 128 block)."""
+    n = a.shape[0]
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    if n > 128:  # NumPy recurses on halves above its block size
+        half = (n // 2) - (n // 2) % 8
+        return _np_sum(a[:half]) + _np_sum(a[half:])
+    r = a[:8].copy()
+    i = 8
+    while i < n - (n % 8):
+        for j in range(8):
+            r[j] += a[i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True, nogil=True)
+def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_lo, n_keep, window,
+               st, energies, amp0, kept, idx, member, scal):
+    """The common path of one super block; returns 0 or a fallback reason (:data:`REASONS`).
+
+    e [N, n]; rmat [N, 3, 3] rotations; sraw [N, 6, n, n] unrotated stress; mi, mj int64 [6] the Mandel
+    index pairs and wfac [6, 6] = w_a/w_b (:func:`~blocksim.model.tensors.rotation_mandel`); outputs:
+    st [N, 6, n, n] rotated stress; energies [K]; amp0 [K, 6]; kept [6, n_keep, n_keep]; idx [n_keep];
+    member [K − 1] (member of each sorted excitation); scal [4] = (ground_shift, weight_kept,
+    lowest_excluded_energy, double_in_window).
+    """
+    nb, nl = e.shape[0], e.shape[1]
+    ne = nl - 1
+    ns = nb * ne
+    off = n0 - 1
+    # (1) Q(R) (rotation_mandel, same operations), Q·T (einsum order: sequential in b), ½(T + Tᵀ)
+    rot = np.empty((nl, nl))
+    q = np.empty((nb, 6, 6))
+    for s in range(nb):
+        for a in range(6):
+            for b in range(6):
+                qq = (rmat[s, mi[a], mi[b]] * rmat[s, mj[a], mj[b]]
+                      + rmat[s, mi[a], mj[b]] * rmat[s, mj[a], mi[b]])
+                if mi[b] == mj[b]:
+                    qq = 0.5 * qq
+                q[s, a, b] = qq * wfac[a, b]
+    for s in range(nb):
+        for a in range(6):
+            for m in range(nl):
+                for k in range(nl):
+                    acc = 0.0
+                    for b in range(6):
+                        acc += q[s, a, b] * sraw[s, b, m, k]
+                    rot[m, k] = acc
+            for m in range(nl):
+                for k in range(nl):
+                    st[s, a, m, k] = 0.5 * (rot[m, k] + rot[k, m])
+    for s in range(nb):
+        for m in range(1, nl):
+            if e[s, m] == 0.0:
+                return _ZERO
+    # (2) local field h = g Σ_{t≠s} Λ^(st)·⟨0|T^t|0⟩ (as _local_field_kernel: over t ascending, then ×g)
+    h = np.zeros((nb, 6))
+    for s in range(nb):
+        for a in range(6):
+            acc = 0.0
+            for t in range(nb):
+                x = 0.0
+                if t != s:
+                    ix = pos[s, 0] - pos[t, 0] + off
+                    iy = pos[s, 1] - pos[t, 1] + off
+                    iz = pos[s, 2] - pos[t, 2] + off
+                    for b in range(6):
+                        x += table[ix, iy, iz, a, b] * st[t, b, 0, 0]
+                acc += x
+            h[s, a] = acc * g
+    # (3) vloc = 2 h·T^s (einsum order) and the dressing test of _dress_one_body
+    vloc = np.empty((nb, nl, nl))
+    for s in range(nb):
+        for m in range(nl):
+            for k in range(nl):
+                acc = 0.0
+                for a in range(6):
+                    acc += h[s, a] * st[s, a, m, k]
+                vloc[s, m, k] = 2.0 * acc
+        for m in range(nl):
+            for k in range(nl):
+                if m == k:
+                    continue
+                if m == 0:
+                    gap = e[s, k]
+                elif k == 0:
+                    gap = e[s, m]
+                else:
+                    gap = abs(e[s, m] - e[s, k])
+                o = abs(vloc[s, m, k])
+                if o > 0.0 and o > thr_lo * gap:
+                    return _DRESSED
+        for m in range(1, nl):
+            if e[s, m] + (vloc[s, m, m] - vloc[s, 0, 0]) <= 0.0:
+                return _DRESSED
+    # (4) pair sums δ(s, m) (as _pair_kernel: over t ascending, then m'); resonant pairs fall back
+    twog = 2.0 * g
+    delta2 = np.zeros((nb, nl, 6))
+    xs = np.empty(6)
+    for s in range(nb):
+        for t in range(nb):
+            if t == s:
+                continue
+            ix = pos[s, 0] - pos[t, 0] + off
+            iy = pos[s, 1] - pos[t, 1] + off
+            iz = pos[s, 2] - pos[t, 2] + off
+            for mp in range(1, nl):
+                ep = e[t, mp]
+                for a in range(6):
+                    x = 0.0
+                    for b in range(6):
+                        x += table[ix, iy, iz, a, b] * st[t, b, mp, 0]
+                    xs[a] = x
+                for mq in range(1, nl):
+                    vv = 0.0
+                    for a in range(6):
+                        vv += st[s, a, mq, 0] * xs[a]
+                    vv *= twog
+                    em = e[s, mq]
+                    diff = em - ep
+                    if vv != 0.0 and abs(vv) > thr_lo * abs(diff):
+                        return _RES_SS
+                    if diff == 0.0:
+                        continue  # V = 0 here: the reference adds 0·u
+                    coef = -1.0 / (em + ep)
+                    inv = 1.0 / diff
+                    fb = vv * (coef + inv)
+                    for a in range(6):
+                        delta2[s, mq, a] += fb * st[t, a, mp, 0]
+    # (5) one-body terms (_one_body_terms), amplitudes and the first-order ⟨0|T_tot|0⟩
+    omega = np.empty((nb, nl))
+    amp = np.empty((nb, nl, 6))
+    gt1 = np.zeros((nb, 6))
+    for s in range(nb):
+        for m in range(nl):
+            omega[s, m] = e[s, m] + vloc[s, m, m] - vloc[s, 0, 0]
+        for m in range(1, nl):
+            d1 = np.zeros(6)
+            em = e[s, m]
+            coeff = vloc[s, m, 0] / em
+            for a in range(6):
+                d1[a] += coeff * (st[s, a, 0, 0] - st[s, a, m, m])
+                gt1[s, a] += -2.0 * coeff * st[s, a, m, 0]
+            for k in range(1, nl):
+                if k == m:
+                    continue
+                ek = e[s, k]
+                ck = vloc[s, k, m] / (em - ek) if abs(em - ek) > 0 else 0.0
+                c0 = -vloc[s, k, 0] / ek
+                for a in range(6):
+                    d1[a] += ck * st[s, a, k, 0]
+                    d1[a] += c0 * st[s, a, m, k]
+            for a in range(6):
+                amp[s, m, a] = st[s, a, m, 0] + d1[a] + delta2[s, m, a]
+    ground_t = np.empty(6)
+    for a in range(6):
+        s0 = st[0, a, 0, 0]
+        s1 = gt1[0, a]
+        for s in range(1, nb):
+            s0 += st[s, a, 0, 0]
+            s1 += gt1[s, a]
+        ground_t[a] = s0 + s1
+    prod = np.empty(nb * 6)
+    for s in range(nb):
+        for a in range(6):
+            prod[s * 6 + a] = st[s, a, 0, 0] * h[s, a]
+    scal[0] = _np_sum(prod)
+    # (6) the effective-member arrays of FirstOrderContext (no member dressed): x = T, δX, U
+    dx = st.copy()
+    for s in range(nb):
+        for a in range(6):
+            for m in range(nl):
+                dx[s, a, m, m] = st[s, a, m, m] - st[s, a, 0, 0]
+    u1 = vloc.copy()
+    for s in range(nb):
+        for m in range(nl):
+            u1[s, m, m] = 0.0
+    # (7) single–double resonances (screened like _single_double_kernel, exact test below the screen)
+    g2 = 2.0 * g
+    xnorm = np.empty((nb, nl))
+    for s in range(nb):
+        for m in range(nl):
+            acc = 0.0
+            for a in range(6):
+                acc += st[s, a, m, 0] * st[s, a, m, 0]
+            xnorm[s, m] = np.sqrt(acc)
+    ws = np.empty(6)
+    for t in range(nb):
+        for p in range(1, nl):
+            for qq in range(1, nl):
+                dxn = 0.0
+                for a in range(6):
+                    dxn += dx[t, a, qq, p] * dx[t, a, qq, p]
+                dxn = np.sqrt(dxn) * g2
+                target = e[t, p] - e[t, qq]
+                for s in range(nb):
+                    if s == t:
+                        continue
+                    ix = pos[t, 0] - pos[s, 0] + off
+                    iy = pos[t, 1] - pos[s, 1] + off
+                    iz = pos[t, 2] - pos[s, 2] + off
+                    tn = dxn * tnorm[ix, iy, iz]
+                    for m in range(1, nl):
+                        den = target - e[s, m]
+                        if not tn * xnorm[s, m] * (1.0 + 1e-6) > thr_lo * abs(den):
+                            continue
+                        for b in range(6):
+                            acc = 0.0
+                            for a in range(6):
+                                acc += dx[t, a, qq, p] * table[ix, iy, iz, a, b]
+                            ws[b] = g2 * acc
+                        two_body = 0.0
+                        for b in range(6):
+                            two_body += ws[b] * st[s, b, m, 0]
+                        if two_body != 0.0 and abs(two_body) > thr_lo * abs(den):
+                            return _RES_SD
+    # (8) the spectrum: ground + singles, stable-sorted by energy
+    node_e = np.empty(ns)
+    for s in range(nb):
+        for m in range(1, nl):
+            node_e[s * ne + m - 1] = omega[s, m]
+    order = np.argsort(node_e, kind="mergesort")
+    energies[0] = 0.0
+    for a in range(6):
+        amp0[0, a] = ground_t[a]
+    for r in range(ns):
+        i = order[r]
+        energies[1 + r] = node_e[i]
+        member[r] = i // ne
+        for a in range(6):
+            amp0[1 + r, a] = amp[i // ne, i % ne + 1, a]
+    # (9) truncation (Spectrum.truncate): the kept states
+    kk = ns + 1
+    if window <= 0.0:
+        for i in range(n_keep):
+            idx[i] = i
+    else:
+        dist = np.empty(ns)
+        for r in range(ns):
+            dist[r] = abs(energies[1 + r] - window)
+        near = np.argsort(dist, kind="mergesort")[: n_keep - 1] + 1
+        near = np.sort(near)
+        idx[0] = 0
+        for i in range(n_keep - 1):
+            idx[1 + i] = near[i]
+    for a in range(6):
+        kept[a, 0, 0] = ground_t[a]
+    for i in range(1, n_keep):
+        for a in range(6):
+            kept[a, 0, i] = amp0[idx[i], a]
+            kept[a, i, 0] = amp0[idx[i], a]
+    total_t0 = np.empty(6)
+    for a in range(6):
+        acc = st[0, a, 0, 0]
+        for s in range(1, nb):
+            acc += st[s, a, 0, 0]
+        total_t0[a] = acc
+    out = np.empty(6)
+    for i in range(1, n_keep):
+        for j in range(i, n_keep):
+            na = order[idx[i] - 1]
+            nbb = order[idx[j] - 1]
+            if na > nbb:
+                na, nbb = nbb, na
+            s, m = na // ne, na % ne + 1
+            t, p = nbb // ne, nbb % ne + 1
+            for a in range(6):
+                if s == t and m == p:
+                    out[a] = total_t0[a] - st[s, a, 0, 0] + st[s, a, m, m]
+                elif s == t:
+                    out[a] = st[s, a, m, p]
+                else:
+                    out[a] = 0.0
+            _y_kernel(s, m, t, p, e, st, dx, u1, pos, table, n0, g2, thr, out)
+            _y_kernel(t, p, s, m, e, st, dx, u1, pos, table, n0, g2, thr, out)
+            for a in range(6):
+                kept[a, i, j] = out[a]
+                kept[a, j, i] = out[a]
+    for a in range(6):
+        for i in range(n_keep):
+            for j in range(n_keep):
+                kept[a, i, j] = 0.5 * (kept[a, i, j] + kept[a, j, i])
+    # (10) truncation diagnostics
+    sq = np.empty((kk - 1) * 6)
+    for r in range(kk - 1):
+        for a in range(6):
+            sq[r * 6 + a] = amp0[1 + r, a] ** 2
+    w = _np_sum(sq)
+    sqk = np.empty((n_keep - 1) * 6)
+    for i in range(n_keep - 1):
+        for a in range(6):
+            sqk[i * 6 + a] = amp0[idx[1 + i], a] ** 2
+    scal[1] = _np_sum(sqk) / w if w > 0 else 1.0
+    scal[2] = np.nan
+    for r in range(1, kk):
+        found = False
+        for i in range(n_keep):
+            if idx[i] == r:
+                found = True
+        if not found:
+            scal[2] = energies[r]
+            break
+    lo1 = np.inf
+    lo2 = np.inf
+    for s in range(nb):
+        v = e[s, 1]
+        if v < lo1:
+            lo2 = lo1
+            lo1 = v
+        elif v < lo2:
+            lo2 = v
+    scal[3] = 1.0 if lo1 + lo2 < energies[idx[n_keep - 1]] else 0.0
+    for r in range(kk):
+        if not np.isfinite(energies[r]):
+            return _NONFINITE
+        for a in range(6):
+            if not np.isfinite(amp0[r, a]):
+                return _NONFINITE
+    for a in range(6):
+        for i in range(n_keep):
+            for j in range(n_keep):
+                if not np.isfinite(kept[a, i, j]):
+                    return _NONFINITE
+    return _OK
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _batch_kernel_parallel(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_lo, n_keep, window,
+                           st, energies, amp0, kept, idx, member, scal, reason):
+    """:func:`_solve_one` for every super block p (``prange``; one super block per iteration).
+
+    e float64 [P, N, n]; rmat float64 [P, N, 3, 3]; sraw float64 [P, N, 6, n, n]; mi, mj int64 [6];
+    wfac float64 [6, 6]; pos int64 [N, 3];
+    table float64 [2n0−1]³×[6, 6] (Λ, without g); tnorm float64 [2n0−1]³ (Frobenius norms of the
+    table entries); outputs st [P, N, 6, n, n], energies [P, K], amp0 [P, K, 6],
+    kept [P, 6, n_keep, n_keep], idx int64 [P, n_keep], member int64 [P, K − 1], scal [P, 4],
+    reason int64 [P]. ``window`` ≤ 0: keep the lowest ``n_keep`` states.
+    """
+    for p in numba.prange(e.shape[0]):
+        reason[p] = _solve_one(e[p], rmat[p], sraw[p], mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_lo,
+                               n_keep, window,
+                               st[p], energies[p], amp0[p], kept[p], idx[p], member[p], scal[p])
+
+
+_batch_kernel_serial = serial_twin(_batch_kernel_parallel)
+#: Super blocks per call above which the parallel kernel runs (the thread pool costs ~0.5 ms to wake).
+PARALLEL_MIN_SUPERBLOCKS = 64
+
+
+# ----------------------------------------------------------------------------------------------
+# Python side
+# ----------------------------------------------------------------------------------------------
+_MI = np.array([ij[0] for ij in MANDEL_INDEX], dtype=np.int64)
+_MJ = np.array([ij[1] for ij in MANDEL_INDEX], dtype=np.int64)
+_WFAC = np.outer(MANDEL_WEIGHT, 1.0 / MANDEL_WEIGHT)
+
+
+def _check_inputs(energies, stress, rotations, n0):
+    energies = np.ascontiguousarray(energies, dtype=float)
+    stress = np.ascontiguousarray(stress, dtype=float)
+    rotations = np.ascontiguousarray(rotations, dtype=float)
+    if energies.ndim != 3:
+        raise InputError(f"energies shape = {energies.shape}: must be [P, N, n]")
+    p, nb, nl = energies.shape
+    if stress.shape != (p, nb, 6, nl, nl):
+        raise InputError(f"stress shape = {stress.shape}: must be {(p, nb, 6, nl, nl)}")
+    if rotations.shape != (p, nb, 3, 3):
+        raise InputError(f"rotations shape = {rotations.shape}: must be {(p, nb, 3, 3)}")
+    if nb != n0**3:
+        raise InputError(f"members per super block = {nb}: must be n0³ = {n0**3}")
+    return energies, stress, rotations
+
+
+def _lead_member(spec, member_energies) -> int:
+    """Member whose excitation dominates the super block's first excited state (``Spectrum.labels``)."""
+    labels = getattr(spec, "labels", None)
+    if labels is not None and len(labels) > 1:
+        excited = np.nonzero(np.asarray(labels[1]))[0]
+        if excited.size:
+            return int(excited[0])
+    return int(np.argmin(member_energies[:, 1]))
+
+
+def _empty_rows(p: int, n_keep: int) -> dict:
+    return {
+        "energies": np.zeros((p, n_keep)),
+        "stress": np.zeros((p, 6, n_keep, n_keep)),
+        "weight_kept": np.zeros(p),
+        "lowest_excluded_energy": np.zeros(p),
+        "double_in_window": np.zeros(p, dtype=bool),
+        "diagnostics": {key: np.zeros(p) for key in SOLVER_DIAGNOSTICS},
+        "lead": np.zeros(p, dtype=np.int64),
+    }
+
+
+def _reference_rows(rows, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, thr, n_keep,
+                    window_center, temps, out: dict, ragged: dict) -> int:
+    """The per-super-block path for the super blocks ``rows``: fills ``out`` and ``ragged``; returns warnings.
+
+    ``ragged[name][j]`` gets super block j's excitations (``"exc"``), transition frequencies, amplitudes
+    and populations (``"omega"``, ``"amp"``, ``"pop"`` as [M_j, n_T]).
+    """
+    from . import solve  # the facade (package __init__)
+
+    n_warn = 0
+    for j in rows:
+        sb = assemble_superblock(energies[j], stress[j], rotations[j], n0, coupling_g, cl_over_ct, form, table=table)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec = solve(sb, "perturbative", resonance_threshold=thr)
+        for w in caught:
+            if issubclass(w.category, ResonanceWarning):
+                n_warn += 1
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if len(spec.energies) < n_keep:
+            raise InputError(f"n_keep = {n_keep}: super block {j} has only {len(spec.energies)} computed states")
+        e_new, t_new, diag = spec.truncate(n_keep, window_center)
+        tr = spec.transitions(temps)
+        out["energies"][j] = e_new
+        out["stress"][j] = t_new
+        out["weight_kept"][j] = diag["weight_kept"]
+        out["lowest_excluded_energy"][j] = diag["lowest_excluded_energy"]
+        out["double_in_window"][j] = diag["double_in_window"]
+        for key in SOLVER_DIAGNOSTICS:
+            out["diagnostics"][key][j] = spec.diagnostics[key]
+        out["lead"][j] = _lead_member(spec, energies[j])
+        ragged["exc"][j] = spec.energies[1:]
+        ragged["omega"][j] = tr.omega
+        ragged["amp"][j] = tr.amp
+        ragged["pop"][j] = tr.population.T
+    return n_warn
+
+
+def _ragged(common, extra: dict):
+    """Rows of ``common`` [P, L, ...], with row j replaced by ``extra[j]`` [L_j, ...]: ``(flat [M, ...], offsets [P + 1])``."""
+    p, width = common.shape[:2]
+    lengths = np.full(p, width, dtype=np.int64)
+    for j, a in extra.items():
+        lengths[j] = len(a)
+    offsets = np.zeros(p + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if not extra:
+        return common.reshape((p * width,) + common.shape[2:]), offsets
+    flat = np.empty((int(offsets[-1]),) + common.shape[2:])
+    keep = np.ones(p, dtype=bool)
+    keep[list(extra)] = False
+    rows = np.nonzero(keep)[0]
+    flat[offsets[rows][:, None] + np.arange(width)] = common[rows]
+    for j, a in extra.items():
+        flat[offsets[j]:offsets[j + 1]] = a
+    return flat, offsets
+
+
+def _finish(out: dict, common: dict, ragged: dict, temps, reason, n_warn) -> BatchSolution:
+    exc, exc_off = _ragged(common["exc"], ragged["exc"])
+    omega, tr_off = _ragged(common["omega"], ragged["omega"])
+    amp, _ = _ragged(common["amp"], ragged["amp"])
+    pop, _ = _ragged(common["pop"], ragged["pop"])
+    return BatchSolution(excitations=exc, excitation_offsets=exc_off, omega=omega, amp=amp,
+                         population=np.ascontiguousarray(pop.T), temperatures=temps, transition_offsets=tr_off,
+                         fallback_reason=reason, n_resonance_warnings=n_warn, **out)
+
+
+def solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, *,
+                          resonance_threshold=0.1, n_keep=3, window_center=None, temperatures=(0.1,)) -> BatchSolution:
+    """The per-super-block path: the slow, obvious reference of :func:`solve_batch` (STYLE 4).
+
+    Each super block is assembled (:func:`~blocksim.spectra.assemble_superblock`), solved
+    (:func:`blocksim.spectra.solve`, ``"perturbative"``), truncated (:meth:`Spectrum.truncate`) and
+    its transitions taken (:meth:`Spectrum.transitions`), one after the other. Same arguments and
+    output as :func:`solve_batch`, with ``fallback_reason`` all 0.
+
+    Parameters
+    ----------
+    energies, stress, rotations : ndarray [P, N, n], [P, N, 6, n, n], [P, N, 3, 3]
+        Members of each super block (E*, T*; stress unrotated) and their rotations.
+    n0, coupling_g, cl_over_ct, form, table
+        As for :func:`solve_batch`.
+    resonance_threshold, n_keep, window_center, temperatures
+        As for :func:`solve_batch`.
+
+    Returns
+    -------
+    BatchSolution
+        One row per super block, in order.
+    """
+    energies, stress, rotations = _check_inputs(energies, stress, rotations, n0)
+    temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
+    p = energies.shape[0]
+    out = _empty_rows(p, n_keep)
+    ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
+    n_warn = _reference_rows(range(p), energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
+                             float(resonance_threshold), n_keep, window_center, temps, out, ragged)
+    common = {"exc": np.zeros((p, 0)), "omega": np.zeros((p, 0)), "amp": np.zeros((p, 0, 6)),
+              "pop": np.zeros((p, 0, temps.size))}
+    return _finish(out, common, ragged, temps, np.zeros(p, dtype=np.int64), n_warn)
+
+
+def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, *,
+                resonance_threshold=0.1, n_keep=3, window_center=None, temperatures=(0.1,)) -> BatchSolution:
+    """Solve, truncate and take the transitions of P small super blocks in one numba call.
+
+    Results are those of :func:`solve_batch_reference` (the per-super-block path) bit for bit: the
+    kernel does the common path with the reference's arithmetic, and every super block with a
+    dressed member or a resonance is solved by the per-super-block path (module docstring).
+
+    Parameters
+    ----------
+    energies : ndarray [P, N, n]
+        Member levels of each super block (ground 0, ascending), units E*; N = n0³.
+    stress : ndarray [P, N, 6, n, n]
+        Member stress (Mandel, each block's eigenbasis, not yet rotated), units T*.
+    rotations : ndarray [P, N, 3, 3]
+        Rotation of each member (T → R T Rᵀ).
+    n0 : int
+        Lattice edge (2 ≤ n0 ≤ :data:`BATCH_MAX_N0`); member i sits on site i of the cube in C order.
+    coupling_g, cl_over_ct, form : float, float, str
+        Coupling of this scale, c_l/c_t and the form of Λ (:func:`~blocksim.spectra.assemble_superblock`).
+    table : ndarray [2n0−1]³×[6, 6]
+        Λ per displacement (:func:`blocksim.model.coupling.displacement_table`, without g).
+    resonance_threshold : float
+        As for :func:`blocksim.spectra.solve`.
+    n_keep : int
+        States kept per super block (:meth:`Spectrum.truncate`).
+    window_center : float or None
+        None keeps the lowest ``n_keep`` states; else the centre of the energy window (E*).
+    temperatures : array_like [n_T]
+        Temperatures of the transitions' populations (E*).
+
+    Returns
+    -------
+    BatchSolution
+        One row per super block, in order.
+    """
+    n0 = int(n0)
+    if not 2 <= n0 <= BATCH_MAX_N0:
+        raise InputError(f"n0 = {n0}: the batched solver takes 2 ≤ n0 ≤ {BATCH_MAX_N0}")
+    energies, stress, rotations = _check_inputs(energies, stress, rotations, n0)
+    p, nb, nl = energies.shape
+    temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
+    thr = float(resonance_threshold)
+    kk = 1 + nb * (nl - 1)
+    kwargs = dict(resonance_threshold=thr, n_keep=n_keep, window_center=window_center, temperatures=temps)
+    if n_keep > kk or p == 0:  # only super blocks with resonant doubles could have n_keep states
+        return solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, **kwargs)
+    window = -1.0 if window_center is None else float(window_center)
+    if window_center is not None and not (np.isfinite(window) and window > 0):
+        raise InputError(f"window_center = {window_center!r}: must be a finite energy > 0 (units E*)")
+    pos = np.ascontiguousarray(np.stack(np.unravel_index(np.arange(nb), (n0, n0, n0)), axis=1), dtype=np.int64)
+    table = np.ascontiguousarray(table, dtype=float)
+    tnorm = np.sqrt(np.sum(table**2, axis=(-2, -1)))
+    # zeros: the rows of fallback super blocks are left partly unwritten, then replaced
+    st = np.zeros((p, nb, 6, nl, nl))
+    e_all = np.zeros((p, kk))
+    amp0 = np.zeros((p, kk, 6))
+    kept = np.zeros((p, 6, n_keep, n_keep))
+    idx = np.zeros((p, n_keep), dtype=np.int64)
+    member = np.zeros((p, kk - 1), dtype=np.int64)
+    scal = np.zeros((p, 4))
+    reason = np.zeros(p, dtype=np.int64)
+    kernel = _batch_kernel_parallel if p >= PARALLEL_MIN_SUPERBLOCKS else _batch_kernel_serial
+    kernel(energies, rotations, stress, _MI, _MJ, _WFAC, pos, table, tnorm, n0, float(coupling_g), thr,
+           thr * (1.0 - FALLBACK_MARGIN), int(n_keep), window, st, e_all, amp0, kept, idx, member, scal, reason)
+    out = {
+        "energies": np.take_along_axis(e_all, idx, axis=1),
+        "stress": kept,
+        "weight_kept": scal[:, 1].copy(),
+        "lowest_excluded_energy": scal[:, 2].copy(),
+        "double_in_window": scal[:, 3] > 0.5,
+        "diagnostics": {
+            "n_states": np.full(p, float(kk)),
+            "ground_shift": scal[:, 0].copy(),
+            "n_resonant_pairs": np.zeros(p),
+            "n_resonant_single_double": np.zeros(p),
+            "n_resonant_clusters": np.zeros(p),
+            "max_cluster_size": np.ones(p),
+            "resonant_fraction": np.zeros(p),
+            "n_dressed_members": np.zeros(p),
+        },
+        "lead": member[:, 0].copy(),
+    }
+    common = _common_transitions(energies, st, e_all, amp0, member, temps)
+    ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
+    fallback = np.nonzero(reason)[0]
+    n_warn = 0
+    if fallback.size:
+        n_warn = _reference_rows(fallback, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
+                                 thr, n_keep, window_center, temps, out, ragged)
+    return _finish(out, common, ragged, temps, reason, n_warn)
+
+
+def _common_transitions(energies, st, e_all, amp0, member, temps) -> dict:
+    """``Spectrum.transitions`` rows of the common path (DESIGN note 2): ``exc``, ``omega``, ``amp``, ``pop``.
+
+    Populations: the ground → excitation transitions of a plain single excitation on member s get
+    p_0^(s)(T) (weight 1 on one member); the members' own excited → other transitions p_m^(s)(T).
+    """
+    p, nb, nl = energies.shape
+    p_members = boltzmann(energies.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
+    p_members = np.moveaxis(p_members, 0, -1)  # [P, N, n, n_T]
+    pop0 = p_members[np.arange(p)[:, None], member, 0]  # [P, K−1, n_T]
+    ss, mm, kk = np.meshgrid(np.arange(nb), np.arange(1, nl), np.arange(nl), indexing="ij")
+    sel = mm != kk
+    ss, mm, kk = ss[sel], mm[sel], kk[sel]
+    om2 = energies[:, ss, kk] - energies[:, ss, mm]  # [P, M2]
+    amp2 = np.swapaxes(st[:, ss, :, mm, kk], 0, 1)  # [M2, P, 6] (split advanced indices) → [P, M2, 6]
+    pop2 = p_members[:, ss, mm]  # [P, M2, n_T]
+    return {"exc": e_all[:, 1:],
+            "omega": np.concatenate([e_all[:, 1:], om2], axis=1),
+            "amp": np.concatenate([amp0[:, 1:], amp2], axis=1),
+            "pop": np.concatenate([pop0, pop2], axis=1)}
