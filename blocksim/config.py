@@ -228,6 +228,9 @@ class SolverConfig:
                                     "(0 < x < 1)", kind="float", check=_open01)
     include_doubles: bool = _f(False, "include double excitations as states (not only as admixture)",
                                kind="bool")
+    batched: bool = _f(True, "solve all super blocks of a step in one numba call where possible "
+                       "('perturbative', N0 ≤ 4; results bit-identical); false forces the per-super-block "
+                       "path", kind="bool")
 
 
 @dataclass(frozen=True)

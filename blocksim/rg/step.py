@@ -22,6 +22,7 @@ from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, powder_lt
 from ..response import transitions_from_levels
 from ..spectra import ResonanceWarning, assemble_superblock, solve
+from ..spectra.batch import BATCH_MAX_N0, BatchSolution, solve_batch
 from .diagnostics import step_diagnostics
 from .observables import (
     band_weight_tensors,
@@ -33,7 +34,7 @@ from .observables import (
 )
 from .pool import coupling_at_step, step_members, step_rotations
 
-__all__ = ["StepResult", "check_finite", "compute_step", "solve_superblocks"]
+__all__ = ["StepResult", "batch_applies", "check_finite", "compute_step", "solve_step_batch", "solve_superblocks"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,53 @@ class StepResult:
     lineage: np.ndarray
 
 
+def batch_applies(cfg: Config) -> bool:
+    """Whether the super blocks of a step go to :func:`~blocksim.spectra.batch.solve_batch`.
+
+    ``solver.batched`` on, the ``"perturbative"`` solver and N0 ≤ :data:`~blocksim.spectra.batch.BATCH_MAX_N0`.
+    """
+    return bool(cfg.solver.batched and cfg.solver.method == "perturbative" and cfg.lattice.n0 <= BATCH_MAX_N0)
+
+
+def solve_step_batch(cfg: Config, k: int, member_e, member_t, rotations, table) -> BatchSolution:
+    """Solve and truncate all super blocks of step k in one call (:func:`~blocksim.spectra.batch.solve_batch`).
+
+    Parameters
+    ----------
+    cfg : Config
+        The run config (``batch_applies(cfg)`` must hold).
+    k : int
+        The step (coupling g_k = g/N0^(3k)).
+    member_e, member_t : ndarray [P, N0³, n], [P, N0³, 6, n, n]
+        Members of each super block (E*, T*; unrotated).
+    rotations : ndarray [P, N0³, 3, 3]
+        Rotation of each member.
+    table : ndarray
+        Λ per displacement of the N0³ cube.
+
+    Returns
+    -------
+    BatchSolution
+        Identical, bit for bit, to the per-super-block path (``solver.batched = false``).
+    """
+    window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
+    return solve_batch(member_e, member_t, rotations, cfg.lattice.n0, coupling_at_step(cfg, k),
+                       cfg.model.cl_over_ct, cfg.model.form, table,
+                       resonance_threshold=cfg.solver.resonance_threshold, n_keep=cfg.rg.n_keep,
+                       window_center=window, temperatures=np.asarray(cfg.observables.temperatures, dtype=float))
+
+
 def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick) -> dict:
     """Solve and truncate every super block of step k.
 
     Returns per-super-block lists (``rotations``, ``trans``, ``energies``, ``stress``, ``trunc``,
     ``solver``, ``gaps``, ``exc``, ``lead``) and the count ``n_resonance_warnings``. ``tick()`` is
-    called after each super block (progress).
+    called after each super block (progress). Where :func:`batch_applies`, all super blocks are
+    solved in one call (:func:`solve_step_batch`, bit-identical); ``solver.batched = false`` forces
+    the per-super-block loop below.
     """
+    if batch_applies(cfg):
+        return _solve_superblocks_batched(cfg, k, pool_e, pool_t, members, table, tick)
     g_k = coupling_at_step(cfg, k)
     temps = np.asarray(cfg.observables.temperatures, dtype=float)
     n_keep = cfg.rg.n_keep
@@ -92,18 +133,8 @@ def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick)
             )
         window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
         e_new, t_new, diag = spec.truncate(n_keep, window)
-        if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
-            raise RuntimeError(
-                f"solver {cfg.solver.method!r} returned non-finite levels or stress for super block {j} of "
-                f"step {k} (members {idx.tolist()}); the run stops rather than propagate NaN"
-            )
-        reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
-        if reordered:
-            # a first-order excitation fell below the dressed ground state: the lowest kept level
-            # becomes the new block's ground state (counted in diagnostics/ground_reordered)
-            order = np.argsort(e_new, kind="stable")
-            e_new = e_new[order] - e_new[order[0]]
-            t_new = t_new[:, order][:, :, order]
+        _check_kept(cfg, k, j, idx, e_new, t_new)
+        e_new, t_new, reordered = _reorder(e_new, t_new)
         diag = dict(diag, ground_reordered=reordered)
         out["rotations"].append(rot)
         out["trans"].append(spec.transitions(temps))
@@ -116,6 +147,53 @@ def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick)
         out["lead"].append(_lead_member(spec, pool_e[idx]))
         tick()
     out["n_resonance_warnings"] = n_res_warn
+    return out
+
+
+def _check_kept(cfg: Config, k: int, j: int, idx, e_new, t_new) -> None:
+    """Stop the run on non-finite kept levels or stress of super block j (members ``idx``)."""
+    if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
+        raise RuntimeError(
+            f"solver {cfg.solver.method!r} returned non-finite levels or stress for super block {j} of "
+            f"step {k} (members {idx.tolist()}); the run stops rather than propagate NaN"
+        )
+
+
+def _reorder(e_new, t_new):
+    """``(levels, stress, reordered)`` with the lowest kept level as the new ground state."""
+    reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
+    if reordered:
+        # a first-order excitation fell below the dressed ground state: the lowest kept level
+        # becomes the new block's ground state (counted in diagnostics/ground_reordered)
+        order = np.argsort(e_new, kind="stable")
+        e_new = e_new[order] - e_new[order[0]]
+        t_new = t_new[:, order][:, :, order]
+    return e_new, t_new, reordered
+
+
+def _solve_superblocks_batched(cfg: Config, k: int, pool_e, pool_t, members, table, tick) -> dict:
+    """:func:`solve_superblocks` through :func:`solve_step_batch` (same output, bit for bit)."""
+    p_out = members.shape[0]
+    rotations = np.array([step_rotations(cfg, k, j) for j in range(p_out)]).reshape(p_out, members.shape[1], 3, 3)
+    sol = solve_step_batch(cfg, k, pool_e[members], pool_t[members], rotations, table)
+    out = {"rotations": list(rotations), "trans": [], "energies": [], "stress": [], "trunc": [], "solver": [],
+           "gaps": list(sol.gaps), "exc": [], "lead": list(sol.lead)}
+    diag_keys = list(sol.diagnostics)
+    diag_cols = [sol.diagnostics[key].tolist() for key in diag_keys]
+    for j in range(p_out):
+        e_new, t_new = sol.energies[j], sol.stress[j]
+        _check_kept(cfg, k, j, members[j], e_new, t_new)
+        e_new, t_new, reordered = _reorder(e_new, t_new)
+        out["energies"].append(e_new)
+        out["stress"].append(t_new)
+        out["trunc"].append({"weight_kept": float(sol.weight_kept[j]),
+                             "lowest_excluded_energy": float(sol.lowest_excluded_energy[j]),
+                             "double_in_window": bool(sol.double_in_window[j]), "ground_reordered": reordered})
+        out["solver"].append(dict(zip(diag_keys, (col[j] for col in diag_cols))))
+        out["exc"].append(sol.excitations[sol.excitation_offsets[j]:sol.excitation_offsets[j + 1]])
+        out["trans"].append(sol.transitions(j))
+        tick()
+    out["n_resonance_warnings"] = sol.n_resonance_warnings
     return out
 
 
