@@ -45,7 +45,7 @@ from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
 from .excited import _y_kernel
-from .perturbative import ResonanceWarning
+from .perturbative import RESONANT_FRACTION_WARN, ResonanceWarning
 from .superblock import assemble_superblock
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
@@ -55,9 +55,9 @@ BATCH_MAX_N0 = 4
 #: The kernel's resonance tests use thr·(1 − FALLBACK_MARGIN): borderline super blocks fall back.
 FALLBACK_MARGIN = 1e-9
 #: Fallback reasons (``BatchSolution.fallback_reason``): 0 = common path.
-REASONS = ("none", "dressed member", "resonant single-single pair", "resonant single-double pair",
-           "excited level at 0", "non-finite result")
-_OK, _DRESSED, _RES_SS, _RES_SD, _ZERO, _NONFINITE = range(6)
+REASONS = ("none", "within rounding of a resonance test", "resonant clusters beyond the kernel's limits",
+           "resonant single-double pair", "excited level at 0", "non-finite result")
+_OK, _BORDER, _RES_SS, _RES_SD, _ZERO, _NONFINITE = range(6)
 
 #: Solver diagnostics of :func:`blocksim.spectra.solve` ("perturbative"), in this order.
 SOLVER_DIAGNOSTICS = ("n_states", "ground_shift", "n_resonant_pairs", "n_resonant_single_double",
@@ -170,21 +170,17 @@ def _np_sum(a):
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_lo, n_keep, window,
-               st, energies, amp0, kept, idx, member, scal):
-    """The common path of one super block; returns 0 or a fallback reason (:data:`REASONS`).
+def _stage_a(e, rmat, sraw, mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi, st, h, vloc, dressed):
+    """Rotation, local fields, one-body perturbation and dressing test of one super block.
 
-    e [N, n]; rmat [N, 3, 3] rotations; sraw [N, 6, n, n] unrotated stress; mi, mj int64 [6] the Mandel
-    index pairs and wfac [6, 6] = w_a/w_b (:func:`~blocksim.model.tensors.rotation_mandel`); outputs:
-    st [N, 6, n, n] rotated stress; energies [K]; amp0 [K, 6]; kept [6, n_keep, n_keep]; idx [n_keep];
-    member [K − 1] (member of each sorted excitation); scal [4] = (ground_shift, weight_kept,
-    lowest_excluded_energy, double_in_window).
+    e [N, n]; rmat [N, 3, 3]; sraw [N, 6, n, n] (unrotated); mi, mj int64 [6], wfac [6, 6] (Mandel
+    index pairs and w_a/w_b of :func:`~blocksim.model.tensors.rotation_mandel`); outputs st [N, 6, n, n]
+    (Q(R)·T, symmetrized, as :func:`~blocksim.spectra.assemble_superblock`), h [N, 6]
+    (:func:`~blocksim.spectra.perturbative._local_field_kernel` × g), vloc [N, n, n] (= 2h·T^s) and
+    dressed [N] (the rule of ``_dress_one_body``). Returns 0 or a fallback reason.
     """
     nb, nl = e.shape[0], e.shape[1]
-    ne = nl - 1
-    ns = nb * ne
     off = n0 - 1
-    # (1) Q(R) (rotation_mandel, same operations), Q·T (einsum order: sequential in b), ½(T + Tᵀ)
     rot = np.empty((nl, nl))
     q = np.empty((nb, 6, 6))
     for s in range(nb):
@@ -210,8 +206,6 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
         for m in range(1, nl):
             if e[s, m] == 0.0:
                 return _ZERO
-    # (2) local field h = g Σ_{t≠s} Λ^(st)·⟨0|T^t|0⟩ (as _local_field_kernel: over t ascending, then ×g)
-    h = np.zeros((nb, 6))
     for s in range(nb):
         for a in range(6):
             acc = 0.0
@@ -225,8 +219,6 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
                         x += table[ix, iy, iz, a, b] * st[t, b, 0, 0]
                 acc += x
             h[s, a] = acc * g
-    # (3) vloc = 2 h·T^s (einsum order) and the dressing test of _dress_one_body
-    vloc = np.empty((nb, nl, nl))
     for s in range(nb):
         for m in range(nl):
             for k in range(nl):
@@ -234,6 +226,7 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
                 for a in range(6):
                     acc += h[s, a] * st[s, a, m, k]
                 vloc[s, m, k] = 2.0 * acc
+        dressed[s] = False
         for m in range(nl):
             for k in range(nl):
                 if m == k:
@@ -245,15 +238,42 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
                 else:
                     gap = abs(e[s, m] - e[s, k])
                 o = abs(vloc[s, m, k])
-                if o > 0.0 and o > thr_lo * gap:
-                    return _DRESSED
+                if o > 0.0:
+                    if gap == 0.0 or o / gap > thr:
+                        dressed[s] = True
+                    elif thr_lo * gap < o <= thr_hi * gap:
+                        return _BORDER
         for m in range(1, nl):
             if e[s, m] + (vloc[s, m, m] - vloc[s, 0, 0]) <= 0.0:
-                return _DRESSED
-    # (4) pair sums δ(s, m) (as _pair_kernel: over t ascending, then m'); resonant pairs fall back
+                dressed[s] = True
+    return _OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo, thr_hi,
+             node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, counts):
+    """First-order sums of one super block (after dressing) and its resonant single–single clusters.
+
+    Inputs from :func:`_stage_a` and the dressed members (e_eff [N, n], x_eff [N, 6, n, n]). Outputs:
+    node_e [N(n−1)] first-order energies and node_amp [N(n−1), 6] ground-row amplitudes of the single
+    excitations (before the clusters are diagonalized), ground_t [6], scal[0] = ground_shift,
+    dx, u1 (:class:`~blocksim.spectra.excited.FirstOrderContext`), comp [N(n−1)] (cluster of each
+    single, −1 alone), edges [E, 2] / edge_v [E] the resonant pairs (i < j, V as the per-super-block
+    pair list gives it), counts [3] = (pairs, clusters, singles in clusters). Returns 0 or a reason.
+    """
+    nb, nl = e.shape[0], e.shape[1]
+    ne = nl - 1
+    ns = nb * ne
+    off = n0 - 1
+    for s in range(nb):
+        for m in range(1, nl):
+            if e_eff[s, m] == 0.0:
+                return _ZERO
+    # pair sums (_pair_kernel arithmetic) on the effective members; resonant pairs become edges
     twog = 2.0 * g
     delta2 = np.zeros((nb, nl, 6))
     xs = np.empty(6)
+    n_edges = 0
     for s in range(nb):
         for t in range(nb):
             if t == s:
@@ -262,54 +282,71 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
             iy = pos[s, 1] - pos[t, 1] + off
             iz = pos[s, 2] - pos[t, 2] + off
             for mp in range(1, nl):
-                ep = e[t, mp]
+                ep = e_eff[t, mp]
                 for a in range(6):
                     x = 0.0
                     for b in range(6):
-                        x += table[ix, iy, iz, a, b] * st[t, b, mp, 0]
+                        x += table[ix, iy, iz, a, b] * x_eff[t, b, mp, 0]
                     xs[a] = x
                 for mq in range(1, nl):
                     vv = 0.0
                     for a in range(6):
-                        vv += st[s, a, mq, 0] * xs[a]
+                        vv += x_eff[s, a, mq, 0] * xs[a]
                     vv *= twog
-                    em = e[s, mq]
+                    em = e_eff[s, mq]
                     diff = em - ep
-                    if vv != 0.0 and abs(vv) > thr_lo * abs(diff):
-                        return _RES_SS
-                    if diff == 0.0:
-                        continue  # V = 0 here: the reference adds 0·u
-                    coef = -1.0 / (em + ep)
-                    inv = 1.0 / diff
-                    fb = vv * (coef + inv)
+                    av = abs(vv)
+                    res = av > thr * abs(diff)
+                    if av != 0.0 and thr_lo * abs(diff) < av <= thr_hi * abs(diff):
+                        return _BORDER
+                    if res and s < t:
+                        if n_edges >= edges.shape[0]:
+                            return _RES_SS
+                        edges[n_edges, 0] = s * ne + mq - 1
+                        edges[n_edges, 1] = t * ne + mp - 1
+                        edge_v[n_edges] = vv
+                        n_edges += 1
+                    if diff == 0.0 and not res:
+                        continue
+                    c = -1.0 / (em + ep)
+                    if not res:
+                        c = c + 1.0 / diff
+                    fb = vv * c
                     for a in range(6):
-                        delta2[s, mq, a] += fb * st[t, a, mp, 0]
-    # (5) one-body terms (_one_body_terms), amplitudes and the first-order ⟨0|T_tot|0⟩
-    omega = np.empty((nb, nl))
-    amp = np.empty((nb, nl, 6))
+                        delta2[s, mq, a] += fb * x_eff[t, a, mp, 0]
+    # one-body terms (_one_body_terms) of the members that are not dressed; dressed: exact
     gt1 = np.zeros((nb, 6))
+    d1 = np.empty(6)
     for s in range(nb):
-        for m in range(nl):
-            omega[s, m] = e[s, m] + vloc[s, m, m] - vloc[s, 0, 0]
         for m in range(1, nl):
-            d1 = np.zeros(6)
-            em = e[s, m]
-            coeff = vloc[s, m, 0] / em
-            for a in range(6):
-                d1[a] += coeff * (st[s, a, 0, 0] - st[s, a, m, m])
-                gt1[s, a] += -2.0 * coeff * st[s, a, m, 0]
-            for k in range(1, nl):
-                if k == m:
-                    continue
-                ek = e[s, k]
-                ck = vloc[s, k, m] / (em - ek) if abs(em - ek) > 0 else 0.0
-                c0 = -vloc[s, k, 0] / ek
+            i = s * ne + m - 1
+            if dressed[s]:
+                node_e[i] = e_eff[s, m]
                 for a in range(6):
-                    d1[a] += ck * st[s, a, k, 0]
-                    d1[a] += c0 * st[s, a, m, k]
+                    d1[a] = x_eff[s, a, m, 0] - st[s, a, m, 0]
+            else:
+                node_e[i] = e[s, m] + vloc[s, m, m] - vloc[s, 0, 0]
+                for a in range(6):
+                    d1[a] = 0.0
+                em = e[s, m]
+                coeff = vloc[s, m, 0] / em
+                for a in range(6):
+                    d1[a] += coeff * (st[s, a, 0, 0] - st[s, a, m, m])
+                    gt1[s, a] += -2.0 * coeff * st[s, a, m, 0]
+                for k in range(1, nl):
+                    if k == m:
+                        continue
+                    ek = e[s, k]
+                    ck = vloc[s, k, m] / (em - ek) if abs(em - ek) > 0 else 0.0
+                    c0 = -vloc[s, k, 0] / ek
+                    for a in range(6):
+                        d1[a] += ck * st[s, a, k, 0]
+                        d1[a] += c0 * st[s, a, m, k]
             for a in range(6):
-                amp[s, m, a] = st[s, a, m, 0] + d1[a] + delta2[s, m, a]
-    ground_t = np.empty(6)
+                node_amp[i, a] = st[s, a, m, 0] + d1[a] + delta2[s, m, a]
+        if dressed[s]:
+            for a in range(6):
+                gt1[s, a] = x_eff[s, a, 0, 0] - st[s, a, 0, 0]
     for a in range(6):
         s0 = st[0, a, 0, 0]
         s1 = gt1[0, a]
@@ -322,24 +359,25 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
         for a in range(6):
             prod[s * 6 + a] = st[s, a, 0, 0] * h[s, a]
     scal[0] = _np_sum(prod)
-    # (6) the effective-member arrays of FirstOrderContext (no member dressed): x = T, δX, U
-    dx = st.copy()
+    # FirstOrderContext arrays: δX = X − δ_ab X_00, U = off-diagonal one-body part (0 if dressed)
     for s in range(nb):
         for a in range(6):
             for m in range(nl):
-                dx[s, a, m, m] = st[s, a, m, m] - st[s, a, 0, 0]
-    u1 = vloc.copy()
-    for s in range(nb):
+                for k in range(nl):
+                    dx[s, a, m, k] = x_eff[s, a, m, k]
+            for m in range(nl):
+                dx[s, a, m, m] = x_eff[s, a, m, m] - x_eff[s, a, 0, 0]
         for m in range(nl):
-            u1[s, m, m] = 0.0
-    # (7) single–double resonances (screened like _single_double_kernel, exact test below the screen)
+            for k in range(nl):
+                u1[s, m, k] = 0.0 if (dressed[s] or m == k) else vloc[s, m, k]
+    # single–double resonances: any (or a borderline one) sends the super block to the fallback
     g2 = 2.0 * g
     xnorm = np.empty((nb, nl))
     for s in range(nb):
         for m in range(nl):
             acc = 0.0
             for a in range(6):
-                acc += st[s, a, m, 0] * st[s, a, m, 0]
+                acc += x_eff[s, a, m, 0] * x_eff[s, a, m, 0]
             xnorm[s, m] = np.sqrt(acc)
     ws = np.empty(6)
     for t in range(nb):
@@ -349,7 +387,7 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
                 for a in range(6):
                     dxn += dx[t, a, qq, p] * dx[t, a, qq, p]
                 dxn = np.sqrt(dxn) * g2
-                target = e[t, p] - e[t, qq]
+                target = e_eff[t, p] - e_eff[t, qq]
                 for s in range(nb):
                     if s == t:
                         continue
@@ -358,7 +396,7 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
                     iz = pos[t, 2] - pos[s, 2] + off
                     tn = dxn * tnorm[ix, iy, iz]
                     for m in range(1, nl):
-                        den = target - e[s, m]
+                        den = target - e_eff[s, m]
                         if not tn * xnorm[s, m] * (1.0 + 1e-6) > thr_lo * abs(den):
                             continue
                         for b in range(6):
@@ -368,26 +406,88 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
                             ws[b] = g2 * acc
                         two_body = 0.0
                         for b in range(6):
-                            two_body += ws[b] * st[s, b, m, 0]
+                            two_body += ws[b] * x_eff[s, b, m, 0]
                         if two_body != 0.0 and abs(two_body) > thr_lo * abs(den):
                             return _RES_SD
-    # (8) the spectrum: ground + singles, stable-sorted by energy
-    node_e = np.empty(ns)
-    for s in range(nb):
-        for m in range(1, nl):
-            node_e[s * ne + m - 1] = omega[s, m]
+    # clusters: connected components of the resonant pairs (union–find, smallest node as root)
+    parent = np.arange(ns)
+    for k in range(n_edges):
+        ra = edges[k, 0]
+        while parent[ra] != ra:
+            ra = parent[ra]
+        rb = edges[k, 1]
+        while parent[rb] != rb:
+            rb = parent[rb]
+        if ra != rb:
+            if ra < rb:
+                parent[rb] = ra
+            else:
+                parent[ra] = rb
+    size = np.zeros(ns, dtype=np.int64)
+    for i in range(ns):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        parent[i] = r
+        size[r] += 1
+    n_clusters = 0
+    in_clusters = 0
+    label = np.full(ns, -1, dtype=np.int64)
+    for i in range(ns):
+        r = parent[i]
+        if size[r] > 1:
+            if label[r] < 0:
+                label[r] = n_clusters
+                n_clusters += 1
+                touched = np.zeros(nb, dtype=np.bool_)
+                for j in range(ns):
+                    if parent[j] == r:
+                        touched[j // ne] = True
+                if np.count_nonzero(touched) >= 8:  # the sparse population sum switches to pairwise
+                    return _RES_SS
+            comp[i] = label[r]
+            in_clusters += 1
+        else:
+            comp[i] = -1
+    counts[0] = n_edges
+    counts[1] = n_clusters
+    counts[2] = in_clusters
+    for i in range(ns):
+        if not np.isfinite(node_e[i]):
+            return _NONFINITE
+        for a in range(6):
+            if not np.isfinite(node_amp[i, a]):
+                return _NONFINITE
+    return _OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp, ground_t,
+             coef_nodes, coef_vals, coef_len, node_label, energies, amp0, kept, idx, order_out, scal):
+    """Sorted spectrum, truncation and kept stress block of one super block (after its clusters).
+
+    node_e [ns], node_amp [ns, 6]: the single excitations after the clusters are diagonalized; the
+    state held by node i is Σ_k coef_vals[i, k]·|coef_nodes[i, k]⟩ (k < coef_len[i]); node_label [ns]
+    its dominant node. Outputs: energies [K], amp0 [K, 6] (``Spectrum.energies``, ``Spectrum.amp0``),
+    kept [6, n_keep, n_keep] and idx [n_keep] (``Spectrum.truncate``), order_out [ns] (node of each
+    sorted excitation), scal[1:4] = (weight_kept, lowest_excluded_energy, double_in_window),
+    scal[4] = lead member.
+    """
+    nb, nl = e_eff.shape[0], e_eff.shape[1]
+    ne = nl - 1
+    ns = nb * ne
+    kk = ns + 1
+    g2 = 2.0 * g
     order = np.argsort(node_e, kind="mergesort")
     energies[0] = 0.0
     for a in range(6):
         amp0[0, a] = ground_t[a]
     for r in range(ns):
         i = order[r]
+        order_out[r] = i
         energies[1 + r] = node_e[i]
-        member[r] = i // ne
         for a in range(6):
-            amp0[1 + r, a] = amp[i // ne, i % ne + 1, a]
-    # (9) truncation (Spectrum.truncate): the kept states
-    kk = ns + 1
+            amp0[1 + r, a] = node_amp[i, a]
     if window <= 0.0:
         for i in range(n_keep):
             idx[i] = i
@@ -395,12 +495,14 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
         dist = np.empty(ns)
         for r in range(ns):
             dist[r] = abs(energies[1 + r] - window)
-        near = np.argsort(dist, kind="mergesort")[: n_keep - 1] + 1
-        near = np.sort(near)
+        near = np.sort(np.argsort(dist, kind="mergesort")[: n_keep - 1] + 1)
         idx[0] = 0
         for i in range(n_keep - 1):
             idx[1 + i] = near[i]
     for a in range(6):
+        for i in range(n_keep):
+            for j in range(n_keep):
+                kept[a, i, j] = 0.0
         kept[a, 0, 0] = ground_t[a]
     for i in range(1, n_keep):
         for a in range(6):
@@ -408,38 +510,47 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
             kept[a, i, 0] = amp0[idx[i], a]
     total_t0 = np.empty(6)
     for a in range(6):
-        acc = st[0, a, 0, 0]
+        acc = x_eff[0, a, 0, 0]
         for s in range(1, nb):
-            acc += st[s, a, 0, 0]
+            acc += x_eff[s, a, 0, 0]
         total_t0[a] = acc
     out = np.empty(6)
+    acc6 = np.empty(6)
     for i in range(1, n_keep):
+        si = order[idx[i] - 1]
         for j in range(i, n_keep):
-            na = order[idx[i] - 1]
-            nbb = order[idx[j] - 1]
-            if na > nbb:
-                na, nbb = nbb, na
-            s, m = na // ne, na % ne + 1
-            t, p = nbb // ne, nbb % ne + 1
+            sj = order[idx[j] - 1]
             for a in range(6):
-                if s == t and m == p:
-                    out[a] = total_t0[a] - st[s, a, 0, 0] + st[s, a, m, m]
-                elif s == t:
-                    out[a] = st[s, a, m, p]
-                else:
-                    out[a] = 0.0
-            _y_kernel(s, m, t, p, e, st, dx, u1, pos, table, n0, g2, thr, out)
-            _y_kernel(t, p, s, m, e, st, dx, u1, pos, table, n0, g2, thr, out)
+                acc6[a] = 0.0
+            for ka in range(coef_len[si]):
+                for kb in range(coef_len[sj]):
+                    na = coef_nodes[si, ka]
+                    nbb = coef_nodes[sj, kb]
+                    if na > nbb:
+                        na, nbb = nbb, na
+                    s, m = na // ne, na % ne + 1
+                    t, p = nbb // ne, nbb % ne + 1
+                    for a in range(6):
+                        if s == t and m == p:
+                            out[a] = total_t0[a] - x_eff[s, a, 0, 0] + x_eff[s, a, m, m]
+                        elif s == t:
+                            out[a] = x_eff[s, a, m, p]
+                        else:
+                            out[a] = 0.0
+                    _y_kernel(s, m, t, p, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+                    _y_kernel(t, p, s, m, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+                    cc = coef_vals[si, ka] * coef_vals[sj, kb]
+                    for a in range(6):
+                        acc6[a] += cc * out[a]
             for a in range(6):
-                kept[a, i, j] = out[a]
-                kept[a, j, i] = out[a]
+                kept[a, i, j] = acc6[a]
+                kept[a, j, i] = acc6[a]
     for a in range(6):
         for i in range(n_keep):
             for j in range(n_keep):
                 kept[a, i, j] = 0.5 * (kept[a, i, j] + kept[a, j, i])
-    # (10) truncation diagnostics
-    sq = np.empty((kk - 1) * 6)
-    for r in range(kk - 1):
+    sq = np.empty(ns * 6)
+    for r in range(ns):
         for a in range(6):
             sq[r * 6 + a] = amp0[1 + r, a] ** 2
     w = _np_sum(sq)
@@ -460,19 +571,14 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
     lo1 = np.inf
     lo2 = np.inf
     for s in range(nb):
-        v = e[s, 1]
+        v = e_eff[s, 1]
         if v < lo1:
             lo2 = lo1
             lo1 = v
         elif v < lo2:
             lo2 = v
     scal[3] = 1.0 if lo1 + lo2 < energies[idx[n_keep - 1]] else 0.0
-    for r in range(kk):
-        if not np.isfinite(energies[r]):
-            return _NONFINITE
-        for a in range(6):
-            if not np.isfinite(amp0[r, a]):
-                return _NONFINITE
+    scal[4] = node_label[order[0]] // ne
     for a in range(6):
         for i in range(n_keep):
             for j in range(n_keep):
@@ -482,25 +588,42 @@ def _solve_one(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_l
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _batch_kernel_parallel(e, rmat, sraw, mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_lo, n_keep, window,
-                           st, energies, amp0, kept, idx, member, scal, reason):
-    """:func:`_solve_one` for every super block p (``prange``; one super block per iteration).
-
-    e float64 [P, N, n]; rmat float64 [P, N, 3, 3]; sraw float64 [P, N, 6, n, n]; mi, mj int64 [6];
-    wfac float64 [6, 6]; pos int64 [N, 3];
-    table float64 [2n0−1]³×[6, 6] (Λ, without g); tnorm float64 [2n0−1]³ (Frobenius norms of the
-    table entries); outputs st [P, N, 6, n, n], energies [P, K], amp0 [P, K, 6],
-    kept [P, 6, n_keep, n_keep], idx int64 [P, n_keep], member int64 [P, K − 1], scal [P, 4],
-    reason int64 [P]. ``window`` ≤ 0: keep the lowest ``n_keep`` states.
-    """
+def _stage_a_kernel_parallel(e, rmat, sraw, mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi,
+                             st, h, vloc, dressed, reason):
+    """:func:`_stage_a` for every super block p (``prange``; arrays with a leading [P] axis)."""
     for p in numba.prange(e.shape[0]):
-        reason[p] = _solve_one(e[p], rmat[p], sraw[p], mi, mj, wfac, pos, table, tnorm, n0, g, thr, thr_lo,
-                               n_keep, window,
-                               st[p], energies[p], amp0[p], kept[p], idx[p], member[p], scal[p])
+        reason[p] = _stage_a(e[p], rmat[p], sraw[p], mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi,
+                             st[p], h[p], vloc[p], dressed[p])
 
 
-_batch_kernel_serial = serial_twin(_batch_kernel_parallel)
-#: Super blocks per call above which the parallel kernel runs (the thread pool costs ~0.5 ms to wake).
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _stage_b_kernel_parallel(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo,
+                             thr_hi, node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, counts,
+                             reason):
+    """:func:`_stage_b` for every super block p with ``reason[p] == 0`` (``prange``)."""
+    for p in numba.prange(e.shape[0]):
+        if reason[p] == 0:
+            reason[p] = _stage_b(e[p], st[p], h[p], vloc[p], dressed[p], e_eff[p], x_eff[p], pos, table, tnorm,
+                                 n0, g, thr, thr_lo, thr_hi, node_e[p], node_amp[p], ground_t[p], scal[p],
+                                 dx[p], u1[p], comp[p], edges[p], edge_v[p], counts[p])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _stage_c_kernel_parallel(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp,
+                             ground_t, coef_nodes, coef_vals, coef_len, node_label, energies, amp0, kept, idx,
+                             order, scal, reason):
+    """:func:`_stage_c` for every super block p with ``reason[p] == 0`` (``prange``)."""
+    for p in numba.prange(e_eff.shape[0]):
+        if reason[p] == 0:
+            reason[p] = _stage_c(e_eff[p], x_eff[p], dx[p], u1[p], pos, table, n0, g, thr, n_keep, window,
+                                 node_e[p], node_amp[p], ground_t[p], coef_nodes[p], coef_vals[p], coef_len[p],
+                                 node_label[p], energies[p], amp0[p], kept[p], idx[p], order[p], scal[p])
+
+
+_stage_a_kernel_serial = serial_twin(_stage_a_kernel_parallel)
+_stage_b_kernel_serial = serial_twin(_stage_b_kernel_parallel)
+_stage_c_kernel_serial = serial_twin(_stage_c_kernel_parallel)
+#: Super blocks per call from which the ``prange`` kernels run (the thread pool costs ~0.5 ms to wake).
 PARALLEL_MIN_SUPERBLOCKS = 64
 
 
@@ -707,18 +830,47 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
     pos = np.ascontiguousarray(np.stack(np.unravel_index(np.arange(nb), (n0, n0, n0)), axis=1), dtype=np.int64)
     table = np.ascontiguousarray(table, dtype=float)
     tnorm = np.sqrt(np.sum(table**2, axis=(-2, -1)))
-    # zeros: the rows of fallback super blocks are left partly unwritten, then replaced
+    g = float(coupling_g)
+    thr_lo, thr_hi = thr * (1.0 - FALLBACK_MARGIN), thr * (1.0 + FALLBACK_MARGIN)
+    par = p >= PARALLEL_MIN_SUPERBLOCKS
+    ns = nb * (nl - 1)
+    # stage A: rotation, local fields, dressing test (rows of fallback super blocks stay partly unwritten)
     st = np.zeros((p, nb, 6, nl, nl))
+    h = np.zeros((p, nb, 6))
+    vloc = np.zeros((p, nb, nl, nl))
+    dressed = np.zeros((p, nb), dtype=bool)
+    reason = np.zeros(p, dtype=np.int64)
+    (_stage_a_kernel_parallel if par else _stage_a_kernel_serial)(
+        energies, rotations, stress, _MI, _MJ, _WFAC, pos, table, n0, g, thr, thr_lo, thr_hi, st, h, vloc,
+        dressed, reason)
+    e_eff, x_eff = _dress(energies, st, vloc, dressed & (reason == 0)[:, None])
+    # stage B: first-order sums, single–double test, resonant clusters
+    node_e = np.zeros((p, ns))
+    node_amp = np.zeros((p, ns, 6))
+    ground_t = np.zeros((p, 6))
+    scal = np.zeros((p, 5))
+    dx = np.zeros_like(st)
+    u1 = np.zeros_like(vloc)
+    comp = np.full((p, ns), -1, dtype=np.int64)
+    edges = np.zeros((p, 4 * ns, 2), dtype=np.int64)
+    edge_v = np.zeros((p, 4 * ns))
+    counts = np.zeros((p, 3), dtype=np.int64)
+    (_stage_b_kernel_parallel if par else _stage_b_kernel_serial)(
+        energies, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo, thr_hi, node_e,
+        node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, counts, reason)
+    cl = _clusters(node_e, node_amp, comp, edges, edge_v, counts, reason == 0, nb, nl)
+    # stage C: sorted spectrum, truncation, kept block
     e_all = np.zeros((p, kk))
     amp0 = np.zeros((p, kk, 6))
     kept = np.zeros((p, 6, n_keep, n_keep))
     idx = np.zeros((p, n_keep), dtype=np.int64)
-    member = np.zeros((p, kk - 1), dtype=np.int64)
-    scal = np.zeros((p, 4))
-    reason = np.zeros(p, dtype=np.int64)
-    kernel = _batch_kernel_parallel if p >= PARALLEL_MIN_SUPERBLOCKS else _batch_kernel_serial
-    kernel(energies, rotations, stress, _MI, _MJ, _WFAC, pos, table, tnorm, n0, float(coupling_g), thr,
-           thr * (1.0 - FALLBACK_MARGIN), int(n_keep), window, st, e_all, amp0, kept, idx, member, scal, reason)
+    order = np.zeros((p, ns), dtype=np.int64)
+    (_stage_c_kernel_parallel if par else _stage_c_kernel_serial)(
+        e_eff, x_eff, dx, u1, pos, table, n0, g, thr, int(n_keep), window, cl["node_e"], cl["node_amp"],
+        ground_t, cl["coef_nodes"], cl["coef_vals"], cl["coef_len"], cl["node_label"], e_all, amp0, kept, idx,
+        order, scal, reason)
+    ok = reason == 0
+    frac = counts[:, 2] / ns
     out = {
         "energies": np.take_along_axis(e_all, idx, axis=1),
         "stress": kept,
@@ -728,40 +880,137 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
         "diagnostics": {
             "n_states": np.full(p, float(kk)),
             "ground_shift": scal[:, 0].copy(),
-            "n_resonant_pairs": np.zeros(p),
+            "n_resonant_pairs": counts[:, 0].astype(float),
             "n_resonant_single_double": np.zeros(p),
-            "n_resonant_clusters": np.zeros(p),
-            "max_cluster_size": np.ones(p),
-            "resonant_fraction": np.zeros(p),
-            "n_dressed_members": np.zeros(p),
+            "n_resonant_clusters": counts[:, 1].astype(float),
+            "max_cluster_size": cl["max_size"].astype(float),
+            "resonant_fraction": frac,
+            "n_dressed_members": np.count_nonzero(dressed, axis=1).astype(float),
         },
-        "lead": member[:, 0].copy(),
+        "lead": scal[:, 4].astype(np.int64),
     }
-    common = _common_transitions(energies, st, e_all, amp0, member, temps)
+    common = _common_transitions(e_eff, x_eff, e_all, amp0, cl["weights"], order, temps)
     ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
+    n_warn = int(np.count_nonzero(ok & (frac > RESONANT_FRACTION_WARN)))  # counted, not emitted
     fallback = np.nonzero(reason)[0]
-    n_warn = 0
     if fallback.size:
-        n_warn = _reference_rows(fallback, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
-                                 thr, n_keep, window_center, temps, out, ragged)
+        n_warn += _reference_rows(fallback, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
+                                  thr, n_keep, window_center, temps, out, ragged)
     return _finish(out, common, ragged, temps, reason, n_warn)
 
 
-def _common_transitions(energies, st, e_all, amp0, member, temps) -> dict:
-    """``Spectrum.transitions`` rows of the common path (DESIGN note 2): ``exc``, ``omega``, ``amp``, ``pop``.
+def _dress(energies, st, vloc, mask):
+    """Members with a one-body resonance diagonalized in their local field (``_dress_one_body``, batched).
 
-    Populations: the ground → excitation transitions of a plain single excitation on member s get
-    p_0^(s)(T) (weight 1 on one member); the members' own excited → other transitions p_m^(s)(T).
+    Returns ``(e_eff [P, N, n], x_eff [P, N, 6, n, n])``: eigenvalues of H_0 + 2h·T relative to the
+    lowest and the stress in that eigenbasis where ``mask`` [P, N], the members unchanged elsewhere.
+    NumPy's stacked ``eigh`` and ``einsum`` give the per-member results bit for bit.
     """
-    p, nb, nl = energies.shape
-    p_members = boltzmann(energies.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
+    e_eff = energies.copy()
+    x_eff = st.copy()
+    if mask.any():
+        ham = vloc[mask]
+        diag = np.arange(energies.shape[-1])
+        ham[:, diag, diag] = energies[mask] + ham[:, diag, diag]
+        w, c = np.linalg.eigh(ham)
+        e_eff[mask] = w - w[:, :1]
+        x_eff[mask] = np.einsum("dmi,damn,dnj->daij", c, st[mask], c)
+    return e_eff, x_eff
+
+
+def _clusters(node_e, node_amp, comp, edges, edge_v, counts, ok, nb, nl) -> dict:
+    """Resonant single–single clusters of all super blocks diagonalized exactly, grouped by size.
+
+    As in :func:`~blocksim.spectra.perturbative.solve_perturbative`: each cluster's matrix is its
+    first-order energies on the diagonal and the resonant couplings V off it; its eigenvectors rotate
+    the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
+    (``(vecᵀ)² @ occupation``), its dominant node and its coefficients. Stacked NumPy ``eigh`` and
+    ``matmul`` give the per-cluster results bit for bit.
+    """
+    p, ns = node_e.shape
+    ne = nl - 1
+    out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "weights": np.zeros((p, ns, nb)),
+           "node_label": np.tile(np.arange(ns), (p, 1)), "max_size": np.full(p, 1 if ns else 0)}
+    out["weights"][:, np.arange(ns), np.arange(ns) // ne] = 1.0
+    in_cl = (comp >= 0) & ok[:, None]
+    size_max = 1
+    if in_cl.any():
+        pp, ii = np.nonzero(in_cl)
+        key = pp * ns + comp[pp, ii]
+        srt = np.argsort(key, kind="stable")
+        key, pp, ii = key[srt], pp[srt], ii[srt]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        sizes = np.diff(np.r_[starts, key.size])
+        size_max = int(sizes.max())
+        cid = np.full((p, ns), -1, dtype=np.int64)
+        rank = np.full((p, ns), -1, dtype=np.int64)
+        cid[pp, ii] = np.repeat(np.arange(starts.size), sizes)
+        rank[pp, ii] = np.arange(key.size) - np.repeat(starts, sizes)
+        np.maximum.at(out["max_size"], pp[starts], sizes)
+        ep, ek = np.nonzero((np.arange(edges.shape[1]) < counts[:, :1]) & ok[:, None])
+        ea, eb, ev = edges[ep, ek, 0], edges[ep, ek, 1], edge_v[ep, ek]
+        e_cid = cid[ep, ea]
+    out["coef_nodes"] = np.zeros((p, ns, size_max), dtype=np.int64)
+    out["coef_nodes"][:, :, 0] = np.arange(ns)
+    out["coef_vals"] = np.zeros((p, ns, size_max))
+    out["coef_vals"][:, :, 0] = 1.0
+    out["coef_len"] = np.ones((p, ns), dtype=np.int64)
+    if not in_cl.any():
+        return out
+    for c in np.unique(sizes):
+        sel = np.flatnonzero(sizes == c)
+        nodes = ii[starts[sel][:, None] + np.arange(c)]  # [Nc, c], ascending
+        pc = pp[starts[sel]][:, None]
+        row = np.full(starts.size, -1, dtype=np.int64)
+        row[sel] = np.arange(sel.size)
+        hc = np.zeros((sel.size, c, c))
+        hc[:, np.arange(c), np.arange(c)] = node_e[pc, nodes]
+        mine = row[e_cid] >= 0
+        r_e = row[e_cid[mine]]
+        ra, rb = rank[ep[mine], ea[mine]], rank[ep[mine], eb[mine]]
+        hc[r_e, ra, rb] = ev[mine]
+        hc[r_e, rb, ra] = ev[mine]
+        ev_c, vec = np.linalg.eigh(hc)
+        vec_t = np.swapaxes(vec, -1, -2)
+        out["node_e"][pc, nodes] = ev_c
+        out["node_amp"][pc, nodes] = vec_t @ node_amp[pc, nodes]
+        occ = np.zeros((sel.size, c, nb))
+        occ[np.arange(sel.size)[:, None], np.arange(c), nodes // ne] = 1.0
+        out["weights"][pc, nodes] = (vec_t**2) @ occ
+        out["node_label"][pc, nodes] = np.take_along_axis(nodes, np.argmax(vec**2, axis=1), axis=1)
+        out["coef_nodes"][pc, nodes, :c] = nodes[:, None, :]
+        out["coef_vals"][pc, nodes, :c] = vec_t
+        out["coef_len"][pc, nodes] = c
+    return out
+
+
+def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, temps) -> dict:
+    """``Spectrum.transitions`` rows of the batched super blocks (DESIGN note 2): ``exc``, ``omega``, ``amp``, ``pop``.
+
+    A ground → excitation transition gets Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member
+    weights w (1 on one member for a plain single excitation; summed over members in ascending
+    order, as the sparse product of the per-super-block path); the members' own excited → other
+    transitions get p_m^(s)(T) (effective members).
+    """
+    p, nb, nl = e_eff.shape
+    p_members = boltzmann(e_eff.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
     p_members = np.moveaxis(p_members, 0, -1)  # [P, N, n, n_T]
-    pop0 = p_members[np.arange(p)[:, None], member, 0]  # [P, K−1, n_T]
+    w = weights[np.arange(p)[:, None], order]  # [P, K−1, N], sorted states
+    pop0 = np.zeros(w.shape[:2] + (temps.size,))
+    for s in range(nb):
+        pop0 += w[:, :, s, None] * p_members[:, None, s, 0, :]
+    # Σ_s w_s as scipy's row sum (np.add.reduceat): the first stored weight + the sum of the others
+    first = np.argmax(w > 0, axis=2)
+    rest = np.zeros(w.shape[:2])
+    for s in range(nb):
+        rest += np.where(first == s, 0.0, w[:, :, s])
+    norm = np.take_along_axis(w, first[:, :, None], axis=2)[:, :, 0] + rest
+    pop0 = pop0 / np.maximum(norm, 1e-300)[:, :, None]
     ss, mm, kk = np.meshgrid(np.arange(nb), np.arange(1, nl), np.arange(nl), indexing="ij")
     sel = mm != kk
     ss, mm, kk = ss[sel], mm[sel], kk[sel]
-    om2 = energies[:, ss, kk] - energies[:, ss, mm]  # [P, M2]
-    amp2 = np.swapaxes(st[:, ss, :, mm, kk], 0, 1)  # [M2, P, 6] (split advanced indices) → [P, M2, 6]
+    om2 = e_eff[:, ss, kk] - e_eff[:, ss, mm]  # [P, M2]
+    amp2 = np.swapaxes(x_eff[:, ss, :, mm, kk], 0, 1)  # [M2, P, 6] (split advanced indices) → [P, M2, 6]
     pop2 = p_members[:, ss, mm]  # [P, M2, n_T]
     return {"exc": e_all[:, 1:],
             "omega": np.concatenate([e_all[:, 1:], om2], axis=1),
