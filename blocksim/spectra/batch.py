@@ -44,7 +44,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
-from .excited import _y_kernel
+from .excited import _keep, _safe_ratio, _y_kernel, double_amplitude
 from .perturbative import RESONANT_FRACTION_WARN, ResonanceWarning
 from .superblock import assemble_superblock
 
@@ -251,15 +251,19 @@ def _stage_a(e, rmat, sraw, mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi
 
 @numba.njit(cache=True, nogil=True)
 def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo, thr_hi,
-             node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, counts):
+             node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, sd_single, sd_double, sd_v, dbl, counts):
     """First-order sums of one super block (after dressing) and its resonant single–single clusters.
 
     Inputs from :func:`_stage_a` and the dressed members (e_eff [N, n], x_eff [N, 6, n, n]). Outputs:
     node_e [N(n−1)] first-order energies and node_amp [N(n−1), 6] ground-row amplitudes of the single
     excitations (before the clusters are diagonalized), ground_t [6], scal[0] = ground_shift,
-    dx, u1 (:class:`~blocksim.spectra.excited.FirstOrderContext`), comp [N(n−1)] (cluster of each
-    single, −1 alone), edges [E, 2] / edge_v [E] the resonant pairs (i < j, V as the per-super-block
-    pair list gives it), counts [3] = (pairs, clusters, singles in clusters). Returns 0 or a reason.
+    dx, u1 (:class:`~blocksim.spectra.excited.FirstOrderContext`), sd_single [M], sd_double [M, 4],
+    sd_v [M] (the single–double resonances as :func:`~blocksim.spectra.excited.single_double_resonances`
+    lists them), dbl [D, 4] (the doubles, canonical, unique, sorted: node ns + row), edges [E, 2] /
+    edge_v [E] (the resonant single–single pairs, i < j with V as the per-super-block pair list gives
+    it, then the single–double pairs), comp [ns + D] (cluster of each node, −1 alone), counts [5] =
+    (single–single pairs, clusters, singles in clusters, single–double pairs, doubles). Returns 0 or a
+    fallback reason.
     """
     nb, nl = e.shape[0], e.shape[1]
     ne = nl - 1
@@ -300,7 +304,7 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
                     if av != 0.0 and thr_lo * abs(diff) < av <= thr_hi * abs(diff):
                         return _BORDER
                     if res and s < t:
-                        if n_edges >= edges.shape[0]:
+                        if n_edges >= edges.shape[0] - sd_v.shape[0]:
                             return _RES_SS
                         edges[n_edges, 0] = s * ne + mq - 1
                         edges[n_edges, 1] = t * ne + mp - 1
@@ -370,7 +374,7 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
         for m in range(nl):
             for k in range(nl):
                 u1[s, m, k] = 0.0 if (dressed[s] or m == k) else vloc[s, m, k]
-    # single–double resonances: any (or a borderline one) sends the super block to the fallback
+    # single–double resonances (_single_double_kernel order: t, p, q, s, m); a borderline one falls back
     g2 = 2.0 * g
     xnorm = np.empty((nb, nl))
     for s in range(nb):
@@ -380,6 +384,7 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
                 acc += x_eff[s, a, m, 0] * x_eff[s, a, m, 0]
             xnorm[s, m] = np.sqrt(acc)
     ws = np.empty(6)
+    n_sd = 0
     for t in range(nb):
         for p in range(1, nl):
             for qq in range(1, nl):
@@ -407,15 +412,53 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
                         two_body = 0.0
                         for b in range(6):
                             two_body += ws[b] * x_eff[s, b, m, 0]
-                        if two_body != 0.0 and abs(two_body) > thr_lo * abs(den):
+                        at = abs(two_body)
+                        if two_body == 0.0 or not at > thr_lo * abs(den):
+                            continue
+                        if at <= thr_hi * abs(den) or not tn * xnorm[s, m] > thr_hi * abs(den):
+                            return _BORDER
+                        if n_sd >= sd_v.shape[0]:
                             return _RES_SD
+                        sd_single[n_sd] = t * ne + p - 1
+                        sd_double[n_sd, 0] = t
+                        sd_double[n_sd, 1] = qq
+                        sd_double[n_sd, 2] = s
+                        sd_double[n_sd, 3] = m
+                        sd_v[n_sd] = two_body + u1[s, m, 0] if qq == p else two_body
+                        n_sd += 1
+    # the doubles: canonical (s, k, t, p) with s < t, unique, in lexicographic order (node ns + row)
+    keys = np.empty(n_sd, dtype=np.int64)
+    for i in range(n_sd):
+        t, qq, s, m = sd_double[i, 0], sd_double[i, 1], sd_double[i, 2], sd_double[i, 3]
+        if t > s:
+            t, qq, s, m = s, m, t, qq
+        keys[i] = ((t * nl + qq) * nb + s) * nl + m
+    ukeys = np.unique(keys)
+    nd = ukeys.shape[0]
+    if nd > dbl.shape[0]:
+        return _RES_SD
+    for j in range(nd):
+        kq = ukeys[j]
+        dbl[j, 3] = kq % nl
+        kq //= nl
+        dbl[j, 2] = kq % nb
+        kq //= nb
+        dbl[j, 1] = kq % nl
+        dbl[j, 0] = kq // nl
+    n_nodes = ns + nd
     # clusters: connected components of the resonant pairs (union–find, smallest node as root)
-    parent = np.arange(ns)
-    for k in range(n_edges):
-        ra = edges[k, 0]
+    parent = np.arange(n_nodes)
+    for k in range(n_edges + n_sd):
+        if k < n_edges:
+            ra, rb = edges[k, 0], edges[k, 1]
+        else:
+            ra = sd_single[k - n_edges]
+            rb = ns + np.searchsorted(ukeys, keys[k - n_edges])
+            edges[k, 0] = ra
+            edges[k, 1] = rb
+            edge_v[k] = sd_v[k - n_edges]
         while parent[ra] != ra:
             ra = parent[ra]
-        rb = edges[k, 1]
         while parent[rb] != rb:
             rb = parent[rb]
         if ra != rb:
@@ -423,8 +466,8 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
                 parent[rb] = ra
             else:
                 parent[ra] = rb
-    size = np.zeros(ns, dtype=np.int64)
-    for i in range(ns):
+    size = np.zeros(n_nodes, dtype=np.int64)
+    for i in range(n_nodes):
         r = i
         while parent[r] != r:
             r = parent[r]
@@ -432,26 +475,34 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
         size[r] += 1
     n_clusters = 0
     in_clusters = 0
-    label = np.full(ns, -1, dtype=np.int64)
-    for i in range(ns):
+    label = np.full(n_nodes, -1, dtype=np.int64)
+    touched = np.zeros(nb, dtype=np.bool_)
+    for i in range(n_nodes):
         r = parent[i]
         if size[r] > 1:
             if label[r] < 0:
                 label[r] = n_clusters
                 n_clusters += 1
-                touched = np.zeros(nb, dtype=np.bool_)
-                for j in range(ns):
+                touched[:] = False
+                for j in range(n_nodes):
                     if parent[j] == r:
-                        touched[j // ne] = True
-                if np.count_nonzero(touched) >= 8:  # the sparse population sum switches to pairwise
+                        if j < ns:
+                            touched[j // ne] = True
+                        else:
+                            touched[dbl[j - ns, 0]] = True
+                            touched[dbl[j - ns, 2]] = True
+                if np.count_nonzero(touched) >= 8:  # scipy's row sums switch to pairwise there
                     return _RES_SS
             comp[i] = label[r]
-            in_clusters += 1
+            if i < ns:
+                in_clusters += 1
         else:
             comp[i] = -1
     counts[0] = n_edges
     counts[1] = n_clusters
     counts[2] = in_clusters
+    counts[3] = n_sd
+    counts[4] = nd
     for i in range(ns):
         if not np.isfinite(node_e[i]):
             return _NONFINITE
@@ -462,27 +513,87 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
 
 
 @numba.njit(cache=True, nogil=True)
+def _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, total_t0, ground_t, out):
+    """out[:6] = ⟨na|T_tot|nbb⟩ between basis nodes na ≤ nbb (:func:`~blocksim.spectra.excited.node_element`)."""
+    if nbb < ns:  # two singles: first order (single_element)
+        s, m = na // ne, na % ne + 1
+        t, p = nbb // ne, nbb % ne + 1
+        for a in range(6):
+            if s == t and m == p:
+                out[a] = total_t0[a] - x_eff[s, a, 0, 0] + x_eff[s, a, m, m]
+            elif s == t:
+                out[a] = x_eff[s, a, m, p]
+            else:
+                out[a] = 0.0
+        _y_kernel(s, m, t, p, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+        _y_kernel(t, p, s, m, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+        return
+    u, lu, v, lv = dbl[nbb - ns, 0], dbl[nbb - ns, 1], dbl[nbb - ns, 2], dbl[nbb - ns, 3]
+    if na < ns:  # single–double: T lowers the double's other member to its ground
+        s, m = na // ne, na % ne + 1
+        for a in range(6):
+            if s == u and m == lu:
+                out[a] = x_eff[v, a, 0, lv]
+            elif s == v and m == lv:
+                out[a] = x_eff[u, a, 0, lu]
+            else:
+                out[a] = 0.0
+        return
+    s, k, t, p = dbl[na - ns, 0], dbl[na - ns, 1], dbl[na - ns, 2], dbl[na - ns, 3]
+    # levels of the members of either double in a and b (0 if not excited)
+    mem = np.array([s, t, u, v])
+    n_diff = 0
+    w_mem = -1
+    for i in range(4):
+        x = mem[i]
+        dup = False
+        for j in range(i):
+            if mem[j] == x:
+                dup = True
+        if dup:
+            continue
+        la = k if x == s else (p if x == t else 0)
+        lb = lu if x == u else (lv if x == v else 0)
+        if la != lb:
+            n_diff += 1
+            w_mem = x
+    if n_diff == 0:
+        for a in range(6):
+            out[a] = ground_t[a] + (x_eff[s, a, k, k] - x_eff[s, a, 0, 0])
+            out[a] = out[a] + (x_eff[t, a, p, p] - x_eff[t, a, 0, 0])
+    elif n_diff == 1:
+        la = k if w_mem == s else (p if w_mem == t else 0)
+        lb = lu if w_mem == u else (lv if w_mem == v else 0)
+        for a in range(6):
+            out[a] = x_eff[w_mem, a, la, lb]
+    else:
+        for a in range(6):
+            out[a] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
 def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp, ground_t,
-             coef_nodes, coef_vals, coef_len, node_label, energies, amp0, kept, idx, order_out, scal):
+             coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0, kept, idx, order_out, scal):
     """Sorted spectrum, truncation and kept stress block of one super block (after its clusters).
 
-    node_e [ns], node_amp [ns, 6]: the single excitations after the clusters are diagonalized; the
-    state held by node i is Σ_k coef_vals[i, k]·|coef_nodes[i, k]⟩ (k < coef_len[i]); node_label [ns]
-    its dominant node. Outputs: energies [K], amp0 [K, 6] (``Spectrum.energies``, ``Spectrum.amp0``),
-    kept [6, n_keep, n_keep] and idx [n_keep] (``Spectrum.truncate``), order_out [ns] (node of each
-    sorted excitation), scal[1:4] = (weight_kept, lowest_excluded_energy, double_in_window),
-    scal[4] = lead member.
+    node_e [ns + D], node_amp [ns + D, 6]: the n_nodes = ns + (doubles) basis nodes after the clusters
+    are diagonalized; the state held by node i is Σ_k coef_vals[i, k]·|coef_nodes[i, k]⟩
+    (k < coef_len[i]); node_label [ns + D] its dominant node; dbl [D, 4] the doubles. Outputs:
+    energies [K], amp0 [K, 6] (``Spectrum.energies``, ``Spectrum.amp0``; K = 1 + n_nodes),
+    kept [6, n_keep, n_keep] and idx [n_keep] (``Spectrum.truncate``), order_out [n_nodes] (node of
+    each sorted excitation), scal[1:5] = (weight_kept, lowest_excluded_energy, double_in_window,
+    lead member).
     """
     nb, nl = e_eff.shape[0], e_eff.shape[1]
     ne = nl - 1
     ns = nb * ne
-    kk = ns + 1
+    kk = n_nodes + 1
     g2 = 2.0 * g
-    order = np.argsort(node_e, kind="mergesort")
+    order = np.argsort(node_e[:n_nodes], kind="mergesort")
     energies[0] = 0.0
     for a in range(6):
         amp0[0, a] = ground_t[a]
-    for r in range(ns):
+    for r in range(n_nodes):
         i = order[r]
         order_out[r] = i
         energies[1 + r] = node_e[i]
@@ -492,8 +603,8 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
         for i in range(n_keep):
             idx[i] = i
     else:
-        dist = np.empty(ns)
-        for r in range(ns):
+        dist = np.empty(n_nodes)
+        for r in range(n_nodes):
             dist[r] = abs(energies[1 + r] - window)
         near = np.sort(np.argsort(dist, kind="mergesort")[: n_keep - 1] + 1)
         idx[0] = 0
@@ -528,17 +639,8 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
                     nbb = coef_nodes[sj, kb]
                     if na > nbb:
                         na, nbb = nbb, na
-                    s, m = na // ne, na % ne + 1
-                    t, p = nbb // ne, nbb % ne + 1
-                    for a in range(6):
-                        if s == t and m == p:
-                            out[a] = total_t0[a] - x_eff[s, a, 0, 0] + x_eff[s, a, m, m]
-                        elif s == t:
-                            out[a] = x_eff[s, a, m, p]
-                        else:
-                            out[a] = 0.0
-                    _y_kernel(s, m, t, p, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
-                    _y_kernel(t, p, s, m, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+                    _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, total_t0,
+                                  ground_t, out)
                     cc = coef_vals[si, ka] * coef_vals[sj, kb]
                     for a in range(6):
                         acc6[a] += cc * out[a]
@@ -549,8 +651,8 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
         for i in range(n_keep):
             for j in range(n_keep):
                 kept[a, i, j] = 0.5 * (kept[a, i, j] + kept[a, j, i])
-    sq = np.empty(ns * 6)
-    for r in range(ns):
+    sq = np.empty(n_nodes * 6)
+    for r in range(n_nodes):
         for a in range(6):
             sq[r * 6 + a] = amp0[1 + r, a] ** 2
     w = _np_sum(sq)
@@ -578,12 +680,19 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
         elif v < lo2:
             lo2 = v
     scal[3] = 1.0 if lo1 + lo2 < energies[idx[n_keep - 1]] else 0.0
-    scal[4] = node_label[order[0]] // ne
+    lab = node_label[order[0]]
+    scal[4] = lab // ne if lab < ns else dbl[lab - ns, 0]
     for a in range(6):
         for i in range(n_keep):
             for j in range(n_keep):
                 if not np.isfinite(kept[a, i, j]):
                     return _NONFINITE
+    for r in range(kk):
+        if not np.isfinite(energies[r]):
+            return _NONFINITE
+        for a in range(6):
+            if not np.isfinite(amp0[r, a]):
+                return _NONFINITE
     return _OK
 
 
@@ -598,26 +707,28 @@ def _stage_a_kernel_parallel(e, rmat, sraw, mi, mj, wfac, pos, table, n0, g, thr
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _stage_b_kernel_parallel(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo,
-                             thr_hi, node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, counts,
-                             reason):
+                             thr_hi, node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, sd_single,
+                             sd_double, sd_v, dbl, counts, reason):
     """:func:`_stage_b` for every super block p with ``reason[p] == 0`` (``prange``)."""
     for p in numba.prange(e.shape[0]):
         if reason[p] == 0:
             reason[p] = _stage_b(e[p], st[p], h[p], vloc[p], dressed[p], e_eff[p], x_eff[p], pos, table, tnorm,
                                  n0, g, thr, thr_lo, thr_hi, node_e[p], node_amp[p], ground_t[p], scal[p],
-                                 dx[p], u1[p], comp[p], edges[p], edge_v[p], counts[p])
+                                 dx[p], u1[p], comp[p], edges[p], edge_v[p], sd_single[p], sd_double[p],
+                                 sd_v[p], dbl[p], counts[p])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _stage_c_kernel_parallel(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp,
-                             ground_t, coef_nodes, coef_vals, coef_len, node_label, energies, amp0, kept, idx,
-                             order, scal, reason):
+                             ground_t, coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0,
+                             kept, idx, order, scal, reason):
     """:func:`_stage_c` for every super block p with ``reason[p] == 0`` (``prange``)."""
     for p in numba.prange(e_eff.shape[0]):
         if reason[p] == 0:
             reason[p] = _stage_c(e_eff[p], x_eff[p], dx[p], u1[p], pos, table, n0, g, thr, n_keep, window,
                                  node_e[p], node_amp[p], ground_t[p], coef_nodes[p], coef_vals[p], coef_len[p],
-                                 node_label[p], energies[p], amp0[p], kept[p], idx[p], order[p], scal[p])
+                                 node_label[p], dbl[p], n_nodes[p], energies[p], amp0[p], kept[p], idx[p],
+                                 order[p], scal[p])
 
 
 _stage_a_kernel_serial = serial_twin(_stage_a_kernel_parallel)
@@ -712,31 +823,33 @@ def _reference_rows(rows, energies, stress, rotations, n0, coupling_g, cl_over_c
     return n_warn
 
 
-def _ragged(common, extra: dict):
-    """Rows of ``common`` [P, L, ...], with row j replaced by ``extra[j]`` [L_j, ...]: ``(flat [M, ...], offsets [P + 1])``."""
-    p, width = common.shape[:2]
-    lengths = np.full(p, width, dtype=np.int64)
+def _ragged(common, valid, extra: dict):
+    """Row j of ``common`` [P, L, ...] where ``valid`` [P, L], or ``extra[j]`` [L_j, ...] for the rows in ``extra``.
+
+    Returns ``(flat [M, ...], offsets [P + 1])`` with row j at ``flat[offsets[j]:offsets[j + 1]]``.
+    """
+    valid = valid.copy()
+    if extra:
+        valid[list(extra)] = False
+    lengths = valid.sum(axis=1)
     for j, a in extra.items():
         lengths[j] = len(a)
-    offsets = np.zeros(p + 1, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    if not extra:
-        return common.reshape((p * width,) + common.shape[2:]), offsets
     flat = np.empty((int(offsets[-1]),) + common.shape[2:])
-    keep = np.ones(p, dtype=bool)
-    keep[list(extra)] = False
-    rows = np.nonzero(keep)[0]
-    flat[offsets[rows][:, None] + np.arange(width)] = common[rows]
+    rows, cols = np.nonzero(valid)
+    rank = np.cumsum(valid, axis=1)[rows, cols] - 1
+    flat[offsets[rows] + rank] = common[rows, cols]
     for j, a in extra.items():
         flat[offsets[j]:offsets[j + 1]] = a
     return flat, offsets
 
 
 def _finish(out: dict, common: dict, ragged: dict, temps, reason, n_warn) -> BatchSolution:
-    exc, exc_off = _ragged(common["exc"], ragged["exc"])
-    omega, tr_off = _ragged(common["omega"], ragged["omega"])
-    amp, _ = _ragged(common["amp"], ragged["amp"])
-    pop, _ = _ragged(common["pop"], ragged["pop"])
+    exc, exc_off = _ragged(common["exc"], common["exc_valid"], ragged["exc"])
+    omega, tr_off = _ragged(common["omega"], common["valid"], ragged["omega"])
+    amp, _ = _ragged(common["amp"], common["valid"], ragged["amp"])
+    pop, _ = _ragged(common["pop"], common["valid"], ragged["pop"])
     return BatchSolution(excitations=exc, excitation_offsets=exc_off, omega=omega, amp=amp,
                          population=np.ascontiguousarray(pop.T), temperatures=temps, transition_offsets=tr_off,
                          fallback_reason=reason, n_resonance_warnings=n_warn, **out)
@@ -772,8 +885,9 @@ def solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_c
     ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
     n_warn = _reference_rows(range(p), energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
                              float(resonance_threshold), n_keep, window_center, temps, out, ragged)
-    common = {"exc": np.zeros((p, 0)), "omega": np.zeros((p, 0)), "amp": np.zeros((p, 0, 6)),
-              "pop": np.zeros((p, 0, temps.size))}
+    none = np.zeros((p, 0), dtype=bool)
+    common = {"exc": np.zeros((p, 0)), "exc_valid": none, "omega": np.zeros((p, 0)), "valid": none,
+              "amp": np.zeros((p, 0, 6)), "pop": np.zeros((p, 0, temps.size))}
     return _finish(out, common, ragged, temps, np.zeros(p, dtype=np.int64), n_warn)
 
 
@@ -844,31 +958,41 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
         energies, rotations, stress, _MI, _MJ, _WFAC, pos, table, n0, g, thr, thr_lo, thr_hi, st, h, vloc,
         dressed, reason)
     e_eff, x_eff = _dress(energies, st, vloc, dressed & (reason == 0)[:, None])
-    # stage B: first-order sums, single–double test, resonant clusters
-    node_e = np.zeros((p, ns))
-    node_amp = np.zeros((p, ns, 6))
+    # stage B: first-order sums, resonant single–single and single–double pairs, clusters
+    n_sd_max, n_dbl_max = 4 * ns, 2 * ns
+    nn = ns + n_dbl_max
+    node_e = np.zeros((p, nn))
+    node_amp = np.zeros((p, nn, 6))
     ground_t = np.zeros((p, 6))
     scal = np.zeros((p, 5))
     dx = np.zeros_like(st)
     u1 = np.zeros_like(vloc)
-    comp = np.full((p, ns), -1, dtype=np.int64)
-    edges = np.zeros((p, 4 * ns, 2), dtype=np.int64)
-    edge_v = np.zeros((p, 4 * ns))
-    counts = np.zeros((p, 3), dtype=np.int64)
+    comp = np.full((p, nn), -1, dtype=np.int64)
+    edges = np.zeros((p, 4 * ns + n_sd_max, 2), dtype=np.int64)
+    edge_v = np.zeros((p, 4 * ns + n_sd_max))
+    sd_single = np.zeros((p, n_sd_max), dtype=np.int64)
+    sd_double = np.zeros((p, n_sd_max, 4), dtype=np.int64)
+    sd_v = np.zeros((p, n_sd_max))
+    dbl = np.zeros((p, n_dbl_max, 4), dtype=np.int64)
+    counts = np.zeros((p, 5), dtype=np.int64)
     (_stage_b_kernel_parallel if par else _stage_b_kernel_serial)(
         energies, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo, thr_hi, node_e,
-        node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, counts, reason)
-    cl = _clusters(node_e, node_amp, comp, edges, edge_v, counts, reason == 0, nb, nl)
+        node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, sd_single, sd_double, sd_v, dbl, counts, reason)
+    ok = reason == 0
+    counts[~ok] = 0
+    _doubles(node_e, node_amp, dbl, counts[:, 4], e_eff, x_eff, dx, pos, table, n0, g, thr)
+    cl = _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl)
     # stage C: sorted spectrum, truncation, kept block
-    e_all = np.zeros((p, kk))
-    amp0 = np.zeros((p, kk, 6))
+    n_nodes = ns + counts[:, 4]
+    e_all = np.zeros((p, 1 + nn))
+    amp0 = np.zeros((p, 1 + nn, 6))
     kept = np.zeros((p, 6, n_keep, n_keep))
     idx = np.zeros((p, n_keep), dtype=np.int64)
-    order = np.zeros((p, ns), dtype=np.int64)
+    order = np.zeros((p, nn), dtype=np.int64)
     (_stage_c_kernel_parallel if par else _stage_c_kernel_serial)(
         e_eff, x_eff, dx, u1, pos, table, n0, g, thr, int(n_keep), window, cl["node_e"], cl["node_amp"],
-        ground_t, cl["coef_nodes"], cl["coef_vals"], cl["coef_len"], cl["node_label"], e_all, amp0, kept, idx,
-        order, scal, reason)
+        ground_t, cl["coef_nodes"], cl["coef_vals"], cl["coef_len"], cl["node_label"], dbl, n_nodes, e_all, amp0,
+        kept, idx, order, scal, reason)
     ok = reason == 0
     frac = counts[:, 2] / ns
     out = {
@@ -878,10 +1002,10 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
         "lowest_excluded_energy": scal[:, 2].copy(),
         "double_in_window": scal[:, 3] > 0.5,
         "diagnostics": {
-            "n_states": np.full(p, float(kk)),
+            "n_states": (1 + n_nodes).astype(float),
             "ground_shift": scal[:, 0].copy(),
             "n_resonant_pairs": counts[:, 0].astype(float),
-            "n_resonant_single_double": np.zeros(p),
+            "n_resonant_single_double": counts[:, 3].astype(float),
             "n_resonant_clusters": counts[:, 1].astype(float),
             "max_cluster_size": cl["max_size"].astype(float),
             "resonant_fraction": frac,
@@ -889,7 +1013,7 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
         },
         "lead": scal[:, 4].astype(np.int64),
     }
-    common = _common_transitions(e_eff, x_eff, e_all, amp0, cl["weights"], order, temps)
+    common = _common_transitions(e_eff, x_eff, e_all, amp0, cl["weights"], order, n_nodes, temps)
     ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
     n_warn = int(np.count_nonzero(ok & (frac > RESONANT_FRACTION_WARN)))  # counted, not emitted
     fallback = np.nonzero(reason)[0]
@@ -918,45 +1042,108 @@ def _dress(energies, st, vloc, mask):
     return e_eff, x_eff
 
 
-def _clusters(node_e, node_amp, comp, edges, edge_v, counts, ok, nb, nl) -> dict:
-    """Resonant single–single clusters of all super blocks diagonalized exactly, grouped by size.
+class _DoubleContext:
+    """The fields of :class:`~blocksim.spectra.excited.FirstOrderContext` that ``double_amplitude`` reads."""
+
+    def __init__(self, e, x, dx, thr, w):
+        self.e, self.x, self.dx, self.thr, self.u1, self._w = e, x, dx, thr, None, w
+
+    def w_pair(self, s, t):
+        """W^(st) of the one double being evaluated."""
+        return self._w
+
+
+def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr) -> None:
+    """First-order energies and ground-row amplitudes of the doubles of all super blocks (in place).
+
+    :func:`~blocksim.spectra.excited.double_energy` and :func:`~blocksim.spectra.excited.double_amplitude`
+    with the same NumPy operations stacked over the doubles (bit for bit the per-double results).
+    Node ns + j of super block p is the double ``dbl[p, j] = (s, k, t, q)``, j < nd[p].
+    """
+    nb, nl = e_eff.shape[1:]
+    ne = nl - 1
+    ns = nb * ne
+    pp, jj = np.nonzero(np.arange(dbl.shape[1]) < nd[:, None])
+    if pp.size == 0:
+        return
+    s, k, t, q = dbl[pp, jj].T
+    d = pos[s] - pos[t] + n0 - 1
+    w = 2.0 * g * table[d[:, 0], d[:, 1], d[:, 2]]
+    e = e_eff[pp]
+    x = x_eff[pp]
+    dxx = dx[pp]
+    r = np.arange(len(pp))
+    # δX^s_kk·W·δX^t_qq with the per-super-block views and BLAS calls (stacked matmul may sum differently)
+    quad = np.array([dx[a][b, :, c, c] @ w[i] @ dx[a][d_, :, f, f]
+                     for i, (a, b, c, d_, f) in enumerate(zip(pp, s, k, t, q))])
+    node_e[pp, ns + jj] = node_e[pp, s * ne + k - 1] + node_e[pp, t * ne + q - 1] + quad
+    if nl > 3:  # longer sums over r: the stacked einsum may order them differently; per double
+        node_amp[pp, ns + jj] = [double_amplitude(_DoubleContext(e_eff[a], x_eff[a], dx[a], thr, w[i]), b, c, d_, f)
+                                 for i, (a, b, c, d_, f) in enumerate(zip(pp, s, k, t, q))]
+        return
+    e_d = e[r, s, k] + e[r, t, q]
+    out = np.zeros((len(pp), 6))
+    num = np.einsum("dar,dab,db->dr", dxx[r, s, :, 1:, k], w, x[r, t, :, 0, q])
+    den = e_d[:, None] - e[r, s, 1:]
+    keep = _keep(num, den, thr)
+    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[r, s, :6, 1:, 0])
+    num2 = np.einsum("dar,dab,db->dr", x[r, s, :, 1:, 0], w, x[r, t, :, q, 0])
+    out -= np.einsum("dr,dar->da", num2 / (e[r, s, 1:] + e[r, t, q][:, None]), dxx[r, s, :6, k, 1:])
+    num = np.einsum("da,dab,dbr->dr", x[r, s, :, 0, k], w, dxx[r, t, :, 1:, q])
+    den = e_d[:, None] - e[r, t, 1:]
+    keep = _keep(num, den, thr)
+    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[r, t, :6, 1:, 0])
+    num2 = np.einsum("da,dab,dbr->dr", x[r, s, :, k, 0], w, x[r, t, :, 1:, 0])
+    out -= np.einsum("dr,dar->da", num2 / (e[r, s, k][:, None] + e[r, t, 1:]), dxx[r, t, :6, q, 1:])
+    node_amp[pp, ns + jj] = out
+
+
+def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) -> dict:
+    """Resonant clusters of all super blocks diagonalized exactly, grouped by size.
 
     As in :func:`~blocksim.spectra.perturbative.solve_perturbative`: each cluster's matrix is its
-    first-order energies on the diagonal and the resonant couplings V off it; its eigenvectors rotate
-    the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
-    (``(vecᵀ)² @ occupation``), its dominant node and its coefficients. Stacked NumPy ``eigh`` and
-    ``matmul`` give the per-cluster results bit for bit.
+    first-order node energies on the diagonal and the resonant couplings V off it; its eigenvectors
+    rotate the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
+    (``(vecᵀ)² @ occupation``, ½ on each member of a double), its dominant node and its coefficients.
+    Stacked NumPy ``eigh`` and ``matmul`` give the per-cluster results bit for bit.
     """
-    p, ns = node_e.shape
+    p, nn = node_e.shape
     ne = nl - 1
-    out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "weights": np.zeros((p, ns, nb)),
-           "node_label": np.tile(np.arange(ns), (p, 1)), "max_size": np.full(p, 1 if ns else 0)}
+    ns = nb * ne
+    out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "weights": np.zeros((p, nn, nb)),
+           "node_label": np.tile(np.arange(nn), (p, 1)), "max_size": np.full(p, 1 if ns else 0)}
     out["weights"][:, np.arange(ns), np.arange(ns) // ne] = 1.0
     in_cl = (comp >= 0) & ok[:, None]
     size_max = 1
     if in_cl.any():
         pp, ii = np.nonzero(in_cl)
-        key = pp * ns + comp[pp, ii]
+        key = pp * nn + comp[pp, ii]
         srt = np.argsort(key, kind="stable")
         key, pp, ii = key[srt], pp[srt], ii[srt]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
         sizes = np.diff(np.r_[starts, key.size])
         size_max = int(sizes.max())
-        cid = np.full((p, ns), -1, dtype=np.int64)
-        rank = np.full((p, ns), -1, dtype=np.int64)
+        cid = np.full((p, nn), -1, dtype=np.int64)
+        rank = np.full((p, nn), -1, dtype=np.int64)
         cid[pp, ii] = np.repeat(np.arange(starts.size), sizes)
         rank[pp, ii] = np.arange(key.size) - np.repeat(starts, sizes)
         np.maximum.at(out["max_size"], pp[starts], sizes)
-        ep, ek = np.nonzero((np.arange(edges.shape[1]) < counts[:, :1]) & ok[:, None])
+        n_edges = counts[:, 0] + counts[:, 3]
+        ep, ek = np.nonzero((np.arange(edges.shape[1]) < n_edges[:, None]) & ok[:, None])
         ea, eb, ev = edges[ep, ek, 0], edges[ep, ek, 1], edge_v[ep, ek]
         e_cid = cid[ep, ea]
-    out["coef_nodes"] = np.zeros((p, ns, size_max), dtype=np.int64)
-    out["coef_nodes"][:, :, 0] = np.arange(ns)
-    out["coef_vals"] = np.zeros((p, ns, size_max))
+    out["coef_nodes"] = np.zeros((p, nn, size_max), dtype=np.int64)
+    out["coef_nodes"][:, :, 0] = np.arange(nn)
+    out["coef_vals"] = np.zeros((p, nn, size_max))
     out["coef_vals"][:, :, 0] = 1.0
-    out["coef_len"] = np.ones((p, ns), dtype=np.int64)
+    out["coef_len"] = np.ones((p, nn), dtype=np.int64)
     if not in_cl.any():
         return out
+    # member of each node (doubles: both members, ½ each)
+    mem_a = np.where(np.arange(nn) < ns, np.arange(nn) // ne, 0)[None, :].repeat(p, 0)
+    mem_b = mem_a.copy()
+    mem_a[:, ns:] = dbl[:, :, 0]
+    mem_b[:, ns:] = dbl[:, :, 2]
     for c in np.unique(sizes):
         sel = np.flatnonzero(sizes == c)
         nodes = ii[starts[sel][:, None] + np.arange(c)]  # [Nc, c], ascending
@@ -975,7 +1162,12 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, ok, nb, nl) -> dict
         out["node_e"][pc, nodes] = ev_c
         out["node_amp"][pc, nodes] = vec_t @ node_amp[pc, nodes]
         occ = np.zeros((sel.size, c, nb))
-        occ[np.arange(sel.size)[:, None], np.arange(c), nodes // ne] = 1.0
+        single = nodes < ns
+        rr, cc = np.nonzero(single)
+        occ[rr, cc, nodes[rr, cc] // ne] = 1.0
+        rr, cc = np.nonzero(~single)
+        occ[rr, cc, mem_a[pc[rr, 0], nodes[rr, cc]]] = 0.5
+        occ[rr, cc, mem_b[pc[rr, 0], nodes[rr, cc]]] = 0.5
         out["weights"][pc, nodes] = (vec_t**2) @ occ
         out["node_label"][pc, nodes] = np.take_along_axis(nodes, np.argmax(vec**2, axis=1), axis=1)
         out["coef_nodes"][pc, nodes, :c] = nodes[:, None, :]
@@ -984,18 +1176,20 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, ok, nb, nl) -> dict
     return out
 
 
-def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, temps) -> dict:
-    """``Spectrum.transitions`` rows of the batched super blocks (DESIGN note 2): ``exc``, ``omega``, ``amp``, ``pop``.
+def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temps) -> dict:
+    """``Spectrum.transitions`` rows of the batched super blocks (DESIGN note 2).
 
-    A ground → excitation transition gets Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member
-    weights w (1 on one member for a plain single excitation; summed over members in ascending
-    order, as the sparse product of the per-super-block path); the members' own excited → other
-    transitions get p_m^(s)(T) (effective members).
+    Returns ``exc``, ``omega``, ``amp``, ``pop`` padded to the largest state count, with the masks
+    ``exc_valid`` and ``valid`` of the entries that exist. A ground → excitation transition gets
+    Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member weights w (1 on one member for a plain
+    single excitation), summed as the sparse products of the per-super-block path do; the members'
+    own excited → other transitions get p_m^(s)(T) (effective members).
     """
     p, nb, nl = e_eff.shape
+    nn = order.shape[1]
     p_members = boltzmann(e_eff.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
     p_members = np.moveaxis(p_members, 0, -1)  # [P, N, n, n_T]
-    w = weights[np.arange(p)[:, None], order]  # [P, K−1, N], sorted states
+    w = weights[np.arange(p)[:, None], order]  # [P, nn, N], sorted states
     pop0 = np.zeros(w.shape[:2] + (temps.size,))
     for s in range(nb):
         pop0 += w[:, :, s, None] * p_members[:, None, s, 0, :]
@@ -1012,7 +1206,9 @@ def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, temps) -> dic
     om2 = e_eff[:, ss, kk] - e_eff[:, ss, mm]  # [P, M2]
     amp2 = np.swapaxes(x_eff[:, ss, :, mm, kk], 0, 1)  # [M2, P, 6] (split advanced indices) → [P, M2, 6]
     pop2 = p_members[:, ss, mm]  # [P, M2, n_T]
-    return {"exc": e_all[:, 1:],
+    exc_valid = np.arange(nn) < n_nodes[:, None]
+    return {"exc": e_all[:, 1:], "exc_valid": exc_valid,
             "omega": np.concatenate([e_all[:, 1:], om2], axis=1),
             "amp": np.concatenate([amp0[:, 1:], amp2], axis=1),
-            "pop": np.concatenate([pop0, pop2], axis=1)}
+            "pop": np.concatenate([pop0, pop2], axis=1),
+            "valid": np.concatenate([exc_valid, np.ones((p, ss.size), dtype=bool)], axis=1)}
