@@ -44,7 +44,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
-from .excited import _keep, _safe_ratio, _y_kernel, double_amplitude
+from .excited import _keep, _safe_ratio, _y_kernel, double_amplitude, quadratic_form
 from .perturbative import RESONANT_FRACTION_WARN, ResonanceWarning
 from .superblock import assemble_superblock
 
@@ -1042,6 +1042,15 @@ def _dress(energies, st, vloc, mask):
     return e_eff, x_eff
 
 
+@numba.njit(cache=True, nogil=True)
+def _quadratic_forms(a, w, b):
+    """:func:`~blocksim.spectra.excited.quadratic_form` of each row: a [D, K], w [D, K, K], b [D, K] → [D]."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        out[i] = quadratic_form(a[i], w[i], b[i])
+    return out
+
+
 class _DoubleContext:
     """The fields of :class:`~blocksim.spectra.excited.FirstOrderContext` that ``double_amplitude`` reads."""
 
@@ -1069,32 +1078,27 @@ def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr
     s, k, t, q = dbl[pp, jj].T
     d = pos[s] - pos[t] + n0 - 1
     w = 2.0 * g * table[d[:, 0], d[:, 1], d[:, 2]]
-    e = e_eff[pp]
-    x = x_eff[pp]
-    dxx = dx[pp]
-    r = np.arange(len(pp))
-    # δX^s_kk·W·δX^t_qq with the per-super-block views and BLAS calls (stacked matmul may sum differently)
-    quad = np.array([dx[a][b, :, c, c] @ w[i] @ dx[a][d_, :, f, f]
-                     for i, (a, b, c, d_, f) in enumerate(zip(pp, s, k, t, q))])
-    node_e[pp, ns + jj] = node_e[pp, s * ne + k - 1] + node_e[pp, t * ne + q - 1] + quad
+    node_e[pp, ns + jj] = (node_e[pp, s * ne + k - 1] + node_e[pp, t * ne + q - 1]
+                           + _quadratic_forms(dx[pp, s, :, k, k], w, dx[pp, t, :, q, q]))
     if nl > 3:  # longer sums over r: the stacked einsum may order them differently; per double
         node_amp[pp, ns + jj] = [double_amplitude(_DoubleContext(e_eff[a], x_eff[a], dx[a], thr, w[i]), b, c, d_, f)
                                  for i, (a, b, c, d_, f) in enumerate(zip(pp, s, k, t, q))]
         return
-    e_d = e[r, s, k] + e[r, t, q]
+    e, x = e_eff, x_eff
+    e_d = e[pp, s, k] + e[pp, t, q]
     out = np.zeros((len(pp), 6))
-    num = np.einsum("dar,dab,db->dr", dxx[r, s, :, 1:, k], w, x[r, t, :, 0, q])
-    den = e_d[:, None] - e[r, s, 1:]
+    num = np.einsum("dar,dab,db->dr", dx[pp, s, :, 1:, k], w, x[pp, t, :, 0, q])
+    den = e_d[:, None] - e[pp, s, 1:]
     keep = _keep(num, den, thr)
-    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[r, s, :6, 1:, 0])
-    num2 = np.einsum("dar,dab,db->dr", x[r, s, :, 1:, 0], w, x[r, t, :, q, 0])
-    out -= np.einsum("dr,dar->da", num2 / (e[r, s, 1:] + e[r, t, q][:, None]), dxx[r, s, :6, k, 1:])
-    num = np.einsum("da,dab,dbr->dr", x[r, s, :, 0, k], w, dxx[r, t, :, 1:, q])
-    den = e_d[:, None] - e[r, t, 1:]
+    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[pp, s, :6, 1:, 0])
+    num2 = np.einsum("dar,dab,db->dr", x[pp, s, :, 1:, 0], w, x[pp, t, :, q, 0])
+    out -= np.einsum("dr,dar->da", num2 / (e[pp, s, 1:] + e[pp, t, q][:, None]), dx[pp, s, :6, k, 1:])
+    num = np.einsum("da,dab,dbr->dr", x[pp, s, :, 0, k], w, dx[pp, t, :, 1:, q])
+    den = e_d[:, None] - e[pp, t, 1:]
     keep = _keep(num, den, thr)
-    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[r, t, :6, 1:, 0])
-    num2 = np.einsum("da,dab,dbr->dr", x[r, s, :, k, 0], w, x[r, t, :, 1:, 0])
-    out -= np.einsum("dr,dar->da", num2 / (e[r, s, k][:, None] + e[r, t, 1:]), dxx[r, t, :6, q, 1:])
+    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[pp, t, :6, 1:, 0])
+    num2 = np.einsum("da,dab,dbr->dr", x[pp, s, :, k, 0], w, x[pp, t, :, 1:, 0])
+    out -= np.einsum("dr,dar->da", num2 / (e[pp, s, k][:, None] + e[pp, t, 1:]), dx[pp, t, :6, q, 1:])
     node_amp[pp, ns + jj] = out
 
 
