@@ -1,35 +1,42 @@
-"""Many small super blocks in one numba call: the batched first-order solver of an RG step.
+"""Many small super blocks at once: the batched first-order solver of an RG step.
 
-The RG step solves thousands of super blocks of N0³ ≤ 64 members (:data:`BATCH_MAX_N0`), where the
+An RG step solves thousands of super blocks of N0³ ≤ 64 members (:data:`BATCH_MAX_N0`), where the
 per-super-block path (:func:`blocksim.spectra.solve` + :meth:`Spectrum.truncate` +
-:meth:`Spectrum.transitions`) spends ≈ 1 ms of NumPy/SciPy orchestration on microseconds of
-arithmetic. :func:`solve_batch` takes the members of all super blocks as arrays and runs one numba
-kernel, :func:`_batch_kernel_parallel` (``prange`` over super blocks; one super block is computed
-sequentially inside one iteration, so the results do not depend on the thread count), for the
-*common path* of the first-order solver (Eq. 3.2 of [ZL], :mod:`~blocksim.spectra.perturbative`):
+:meth:`Spectrum.transitions`) spends milliseconds of NumPy/SciPy orchestration on microseconds of
+arithmetic. :func:`solve_batch` takes the members and rotations of all super blocks as arrays and
+does the whole first-order solver (Eq. 3.2 of [ZL], :mod:`~blocksim.spectra.perturbative`,
+:mod:`~blocksim.spectra.excited`) for all of them in three numba kernels with stacked NumPy calls
+between them:
 
-* no member is dressed (no one-body resonance |⟨m|2h·T|k⟩| > thr·|E_m − E_k| and no level pushed to
-  or below the ground state),
-* no resonant single–single pair (|V| > thr·|ΔE|) and no resonant single–double pair
-  (:func:`~blocksim.spectra.excited.single_double_resonances`), no excited level at 0.
+* stage A (:func:`_stage_a`): rotation of the members (Mandel Q(R)·T, symmetrized), local fields,
+  the one-body perturbation 2h·T and the dressing test; then the dressed members of all super
+  blocks are diagonalized in their local fields at once (:func:`_dress`, stacked ``eigh``);
+* stage B (:func:`_stage_b`): the pair sums of the ground-row amplitudes, the one-body terms, the
+  first-order ⟨0|T|0⟩, the resonant single–single pairs and single–double pairs, the doubles and
+  the clusters (union–find); then the doubles' energies and amplitudes (:func:`_doubles`) and the
+  clusters of all super blocks, grouped by size (:func:`_clusters`, stacked ``eigh`` and ``matmul``);
+* stage C (:func:`_stage_c`): the stable sort of the levels, the truncation (lowest ``n_keep`` or an
+  energy window), the kept stress block to first order (the same
+  :func:`~blocksim.spectra.excited._y_kernel`) and the truncation diagnostics; the populations of
+  the transitions (DESIGN note 2) follow in NumPy.
 
-There the spectrum is the ground state plus the N(n−1) single excitations, and the kernel computes
-exactly the per-super-block arithmetic: the rotation of the members (Mandel Q(R)·T, then
-symmetrized), the local fields, the one-body and pair terms of the ground-row amplitudes, the
-stable sort of the levels, the truncation (lowest ``n_keep`` or an energy window) and the kept
-stress block to first order (the same :func:`~blocksim.spectra.excited._y_kernel`), the sum rule of
-the kept weight, and the populations of the transitions (DESIGN note 2). Every operation is done in
-the order NumPy and the per-super-block kernels do it (sequential sums; NumPy's pairwise sum where
-the reference calls ``np.sum``), so the results are **bit-for-bit** those of the per-super-block path
-(tests/test_batch.py checks this on random, resonant and dressed super blocks).
+Every kernel is ``prange`` over super blocks, and one super block is computed sequentially inside one
+iteration, so the results do not depend on the thread count (serial twins below
+:data:`PARALLEL_MIN_SUPERBLOCKS`). Every operation is done in the order the per-super-block path does
+it (sequential sums where it loops or reduces along an outer axis, NumPy's pairwise sum where it
+calls ``np.sum``, scipy's row sums, the same LAPACK/BLAS calls stacked, which NumPy evaluates matrix
+by matrix), so the results are **bit-for-bit** those of the per-super-block path;
+tests/test_batch.py checks every output array with ``assert_array_equal`` on weak, strong, dressed,
+resonant and windowed cases, n = 2, 3, 4 and N0 = 2, 3.
 
-A super block where the kernel meets any special case is flagged and solved by the per-super-block
-path (:func:`solve_batch_reference` on that super block), so those results are identical by
-construction. The resonance tests of the kernel use the threshold lowered by a relative
-:data:`FALLBACK_MARGIN`: a super block within rounding of a resonance also takes the fallback.
+A super block beyond the kernels' fixed limits (more than 4·N(n−1) resonant single–single pairs,
+4·N(n−1) single–double pairs or 2·N(n−1) doubles, a cluster touching 8 or more members, an
+excited level at 0, a non-finite result) or within a relative :data:`FALLBACK_MARGIN` of a
+resonance or dressing threshold is solved by the per-super-block path itself
+(``fallback_reason``, :data:`REASONS`): identical by construction.
 
 :func:`solve_batch_reference` is the slow, obvious reference (STYLE 4): the per-super-block loop with
-the same output.
+the same output. ``solver.batched = false`` makes the RG step use it.
 """
 
 from __future__ import annotations
@@ -1148,19 +1155,23 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     mem_b = mem_a.copy()
     mem_a[:, ns:] = dbl[:, :, 0]
     mem_b[:, ns:] = dbl[:, :, 2]
+    # edges grouped by the size of their cluster (one pass), with their ranks inside the cluster
+    e_size = sizes[e_cid]
+    e_srt = np.argsort(e_size, kind="stable")
+    e_size, e_cid, ev = e_size[e_srt], e_cid[e_srt], ev[e_srt]
+    e_ra, e_rb = rank[ep[e_srt], ea[e_srt]], rank[ep[e_srt], eb[e_srt]]
+    row = np.empty(starts.size, dtype=np.int64)
     for c in np.unique(sizes):
         sel = np.flatnonzero(sizes == c)
         nodes = ii[starts[sel][:, None] + np.arange(c)]  # [Nc, c], ascending
         pc = pp[starts[sel]][:, None]
-        row = np.full(starts.size, -1, dtype=np.int64)
         row[sel] = np.arange(sel.size)
         hc = np.zeros((sel.size, c, c))
         hc[:, np.arange(c), np.arange(c)] = node_e[pc, nodes]
-        mine = row[e_cid] >= 0
-        r_e = row[e_cid[mine]]
-        ra, rb = rank[ep[mine], ea[mine]], rank[ep[mine], eb[mine]]
-        hc[r_e, ra, rb] = ev[mine]
-        hc[r_e, rb, ra] = ev[mine]
+        lo, hi = np.searchsorted(e_size, [c, c + 1])
+        r_e = row[e_cid[lo:hi]]
+        hc[r_e, e_ra[lo:hi], e_rb[lo:hi]] = ev[lo:hi]
+        hc[r_e, e_rb[lo:hi], e_ra[lo:hi]] = ev[lo:hi]
         ev_c, vec = np.linalg.eigh(hc)
         vec_t = np.swapaxes(vec, -1, -2)
         out["node_e"][pc, nodes] = ev_c
