@@ -62,8 +62,8 @@ BATCH_MAX_N0 = 4
 #: The kernel's resonance tests use thr·(1 − FALLBACK_MARGIN): borderline super blocks fall back.
 FALLBACK_MARGIN = 1e-9
 #: Fallback reasons (``BatchSolution.fallback_reason``): 0 = common path.
-REASONS = ("none", "within rounding of a resonance test", "resonant clusters beyond the kernel's limits",
-           "resonant single-double pair", "excited level at 0", "non-finite result")
+REASONS = ("none", "within rounding of a resonance or dressing test", "resonant clusters beyond the kernels' limits",
+           "single-double pairs or doubles beyond the kernels' limits", "excited level at 0", "non-finite result")
 _OK, _BORDER, _RES_SS, _RES_SD, _ZERO, _NONFINITE = range(6)
 
 #: Solver diagnostics of :func:`blocksim.spectra.solve` ("perturbative"), in this order.
