@@ -30,7 +30,7 @@ tests/test_batch.py checks every output array with ``assert_array_equal`` on wea
 resonant and windowed cases, n = 2, 3, 4 and N0 = 2, 3.
 
 A super block beyond the kernels' fixed limits (more than 4·N(n−1) resonant single–single pairs,
-4·N(n−1) single–double pairs or 2·N(n−1) doubles, a cluster touching 8 or more members, an
+4·N(n−1) single–double pairs or 2·N(n−1) doubles, a cluster touching 9 or more members, an
 excited level at 0, a non-finite result) or within a relative :data:`FALLBACK_MARGIN` of a
 resonance or dressing threshold is solved by the per-super-block path itself
 (``fallback_reason``, :data:`REASONS`): identical by construction.
@@ -498,7 +498,7 @@ def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, th
                         else:
                             touched[dbl[j - ns, 0]] = True
                             touched[dbl[j - ns, 2]] = True
-                if np.count_nonzero(touched) >= 8:  # scipy's row sums switch to pairwise there
+                if np.count_nonzero(touched) >= 9:  # scipy's row sums (first + rest) go pairwise at 8 more
                     return _RES_SS
             comp[i] = label[r]
             if i < ns:
