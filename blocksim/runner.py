@@ -48,6 +48,8 @@ def format_table(path) -> str:
             f"{int(s['step'][i]):>4}  {s['scale_L_out'][i]:>6g}  {s['coupling_g'][i]:>10.4g}  "
             f"{s['mb_ratio'][i]:>8.4f} ± {s['mb_ratio_err'][i]:<7.4f}  "
             f"{s['mb_ratio_pool'][i]:>8.4f} ± {s['mb_ratio_pool_err'][i]:<7.4f}  {cfg.model.cl_over_ct:>7.4g}"
+            + ("" if "reliable" not in s or s["reliable"][i] else
+               f"  unreliable (n_eff = {int(s['n_effective'][i])} < {cfg.rg.min_effective_samples})")
         )
     lines.append(f"bare γ_l/γ_t = {cfg.model.mb_bare:g}; MB = powder-averaged sqrt(∫Im χ_l/∫Im χ_t) over the "
                  f"reference band at T = {cfg.reference_temperature:g} E*")

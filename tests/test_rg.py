@@ -33,10 +33,22 @@ def test_partition_members_use_every_block_once():
 
 
 def test_resample_members_shape_and_range():
-    cfg = _cfg(**{"rg.pool_strategy": "resample", "rg.pool_size": 20})
+    cfg = _cfg(**{"rg.pool_strategy": "resample", "rg.pool_size": 20, "rg.samples": 1})
     members = rg.step_members(cfg, 4, 20)
     assert members.shape == (20, 8)
     assert members.min() >= 0 and members.max() < 20
+
+
+def test_resample_replicates_draw_only_from_their_own_pool():
+    cfg = _cfg(**{"rg.pool_strategy": "resample", "rg.pool_size": 20, "rg.samples": 3})
+    assert cfg.pool_sizes() == [60] * 3
+    members = rg.step_members(cfg, 1, 60)
+    assert members.shape == (60, 8)
+    for r in range(3):
+        block = members[20 * r : 20 * (r + 1)]
+        assert block.min() >= 20 * r and block.max() < 20 * (r + 1)
+    one = rg.step_members(load_config(cfg, {"rg.samples": 1}), 1, 20)
+    assert np.array_equal(one, members[:20])  # replicate 0 is the single-pool draw
 
 
 def test_streams_depend_on_identity_not_call_order():
