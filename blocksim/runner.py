@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. -s rg.steps=4 -s solver.method=exact "
                              "(TOML value syntax; repeatable)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="rg.pool_strategy = 'tree': build the samples on this many processes (same file)")
+    parser.add_argument("--tree-shard", default=None, metavar="I/N",
+                        help="'tree' only: build the samples of shard I of N into OUT.h5.samples/ and stop (a SLURM "
+                             "array task: I = $SLURM_ARRAY_TASK_ID); a later run (or --resume) merges them")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output and no table")
 
@@ -59,13 +64,27 @@ def format_table(path) -> str:
 def command(args) -> int:
     """Run ``blocksim run``; returns the exit code."""
     from .config import load_config
+    from .errors import InputError
     from .rg import RunInterrupted, run
 
     logging.basicConfig(level=logging.INFO, format="blocksim: %(message)s", stream=sys.stderr)
     cfg = load_config(args.config, args.overrides)
     progress = "none" if args.quiet else None
+    if args.workers < 1:
+        raise InputError(f"--workers = {args.workers}: must be ≥ 1")
+    shard = None
+    if args.tree_shard is not None:
+        parts = args.tree_shard.split("/")
+        if len(parts) != 2 or not all(x.strip().isdigit() for x in parts):
+            raise InputError(f"--tree-shard = {args.tree_shard!r}: must be I/N (e.g. 3/16)")
+        shard = (int(parts[0]), int(parts[1]))
     try:
-        path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress)
+        if shard is not None:
+            where = run(cfg, args.output, shard=shard, workers=args.workers)
+            if not args.quiet:
+                print(f"wrote the samples of shard {shard[0]}/{shard[1]} to {where}")
+            return 0
+        path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress, workers=args.workers)
     except RunInterrupted as exc:
         where = f"; partial file {exc.path} (continue with --resume)" if exc.path else ""
         print(f"blocksim: {exc}{where}", file=sys.stderr)
