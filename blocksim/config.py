@@ -199,11 +199,11 @@ class RGConfig:
                             "replicate pools) or 'tree' (rg.samples independent trees of N0^(3K) bare "
                             "blocks, built depth first; needs explicit omega_min and omega_max)", kind="str",
                             choices=POOL_STRATEGIES)
-    samples: int = _f(8, "independent samples: 'tree' = number of trees (final blocks); 'resample' = number "
+    samples: int = _f(16, "independent samples: 'tree' = number of trees (final blocks); 'resample' = number "
                       "of independent replicate pools of rg.pool_size blocks (errors from their spread); "
                       "'partition' ignores it (its super blocks are independent)", kind="int",
                       check=_range(1, 1_000_000))
-    min_effective_samples: int = _f(8, "a step whose effective number of independent samples is below this "
+    min_effective_samples: int = _f(16, "a step whose effective number of independent samples is below this "
                                     "is marked unreliable: its errors are NaN and the run warns", kind="int",
                                     check=_ge(2))
     n_keep: int = _f(3, "levels kept per truncated super block (ground state included)", kind="int",

@@ -80,7 +80,7 @@ def null_run(tmp_path_factory):
         {
             "model": {"block": "generic", "n": 3, "mb_bare": 1.5, "cl_over_ct": 1.6, "coupling": 0.0},
             "lattice": {"n0": 2},
-            "rg": {"steps": 3, "pool_size": 12, "pool_strategy": "partition", "n_keep": 3},
+            "rg": {"steps": 3, "pool_size": 16, "pool_strategy": "partition", "n_keep": 3},
             "solver": {"method": "perturbative"},
             "observables": {"temperatures": [0.02, 0.1], "omega_points": 24},
             "run": {"seed": 11, "progress": "none"},
@@ -141,14 +141,14 @@ def test_partition_pool_chain_and_diversity(null_run):
         steps = tr.steps
         final = tr.final_pool
     sizes = [s.pool_energies.shape[0] for s in steps]
-    assert sizes == [12 * 512, 12 * 64, 12 * 8]
+    assert sizes == [16 * 512, 16 * 64, 16 * 8]
     for a, b in zip(steps, steps[1:]):
         assert np.array_equal(a.superblock_energies, b.pool_energies)
         assert np.array_equal(a.superblock_stress, b.pool_stress)
     assert np.array_equal(final[0], steps[-1].superblock_energies)
     for s in steps:
         # partition: every initial block is an ancestor, every lineage distinct
-        assert s.diagnostics["pool_distinct_ancestors"] == 12 * 512
+        assert s.diagnostics["pool_distinct_ancestors"] == 16 * 512
         assert s.diagnostics["pool_distinct_lineages"] == s.pool_energies.shape[0]
         assert s.diagnostics["pool_collapsed"] == 0
         assert 0.0 <= s.diagnostics["isotropy_residual"] < 0.2

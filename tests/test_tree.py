@@ -100,13 +100,14 @@ def test_tree_run_structure_and_stored_subset(tmp_path):
 def test_tree_matches_partition_at_k3(tmp_path):
     """K = 3, g = 0.05: MB (powder and per direction) and the band weight per super block agree with
     'partition' at every step within 3 combined standard errors (independent streams)."""
-    common = {"rg.steps": 3, "model.coupling": 0.05, "rg.min_effective_samples": 8}
-    a = rg.run(_cfg("tree", **common, **{"rg.samples": 12}), tmp_path / "tree.h5")
-    b = rg.run(_cfg("partition", **common, **{"rg.pool_size": 12}), tmp_path / "part.h5")
+    common = {"rg.steps": 3, "model.coupling": 0.05, "rg.min_effective_samples": 16}
+    a = rg.run(_cfg("tree", **common, **{"rg.samples": 16}), tmp_path / "tree.h5")
+    b = rg.run(_cfg("partition", **common, **{"rg.pool_size": 16}), tmp_path / "part.h5")
     with open_trajectory(a) as ta, open_trajectory(b) as tb:
         sa, sb = ta.steps, tb.steps
     assert len(sa) == len(sb) == 3
     for x, y in zip(sa, sb):
+        assert x.reliable and y.reliable
         assert x.diagnostics["pool_size"] == y.diagnostics["pool_size"]
         assert np.array_equal(x.omega, y.omega)
         assert abs(x.mb_ratio - y.mb_ratio) < 3 * np.hypot(x.mb_ratio_err, y.mb_ratio_err), x.index
@@ -118,7 +119,10 @@ def test_tree_matches_partition_at_k3(tmp_path):
             u, v = getattr(x, field), getattr(y, field)
             err = np.hypot(u.std(ddof=1) / np.sqrt(u.size), v.std(ddof=1) / np.sqrt(v.size))
             assert abs(u.mean() - v.mean()) < 3 * err, (x.index, field)
-        assert x.diagnostics["weight_kept_mean"] == pytest.approx(y.diagnostics["weight_kept_mean"], rel=0.1)
+        # the truncation's kept weight per super block (tree: the stored subset, a sample of the step's super blocks)
+        u, v = np.asarray(x.diagnostics["weight_kept"]), np.asarray(y.diagnostics["weight_kept"])
+        err = np.hypot(u.std(ddof=1) / np.sqrt(u.size), v.std(ddof=1) / np.sqrt(v.size))
+        assert abs(u.mean() - v.mean()) < 3 * err, (x.index, "weight_kept")
         assert x.im_chi_l.shape == y.im_chi_l.shape
 
 
@@ -238,9 +242,9 @@ NULL_CASES = [
     pytest.param("partition", 3, "window", {"rg.pool_size": 16}, id="partition-K3-window"),
     pytest.param("resample", 8, "lowest", {"rg.pool_size": 16, "rg.samples": 32}, id="resample-K8-lowest"),
     pytest.param("resample", 8, "window", {"rg.pool_size": 16, "rg.samples": 32}, id="resample-K8-window"),
-    pytest.param("tree", 3, "lowest", {"rg.samples": 16, **{f"observables.{k}": v for k, v in GRID.items()}},
+    pytest.param("tree", 3, "lowest", {"rg.samples": 32, **{f"observables.{k}": v for k, v in GRID.items()}},
                  id="tree-K3-lowest"),
-    pytest.param("tree", 3, "window", {"rg.samples": 16, **{f"observables.{k}": v for k, v in GRID.items()}},
+    pytest.param("tree", 3, "window", {"rg.samples": 32, **{f"observables.{k}": v for k, v in GRID.items()}},
                  id="tree-K3-window"),
 ]
 
@@ -262,11 +266,11 @@ def test_null_flow_within_three_errors(tmp_path, strategy, steps, truncation, ex
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("truncation", ["lowest", "window"])
-def test_null_tree_to_k6(tmp_path, truncation):
-    """A tree to K = 6 (2.6·10^5 bare blocks per sample): steps with ≥ rg.min_effective_samples subtrees
-    are within 3 errors of the bare ratio; the top steps (fewer subtrees) are marked unreliable."""
-    cfg = _null("tree", 6, truncation, **{"rg.samples": 1, "rg.min_effective_samples": 8,
+def test_null_tree_to_k6(tmp_path):
+    """A tree to K = 6 (2.6·10^5 bare blocks in one sample; ≈ 4 min on one core with the per-super-block
+    solver): steps with ≥ rg.min_effective_samples subtrees are within 3 errors of the bare ratio; the top
+    step (one subtree) is marked unreliable. The window truncation is covered at K = 3."""
+    cfg = _null("tree", 6, "lowest", **{"rg.samples": 1, "rg.min_effective_samples": 8,
                                          **{f"observables.{k}": v for k, v in GRID.items()}})
     with open_trajectory(rg.run(cfg, tmp_path / "k6.h5")) as tr:
         steps_ = tr.steps

@@ -78,7 +78,7 @@ class _State:
 
 
 def run(config, output=None, *, resume: bool = False, force: bool = False, progress=None, overrides=(),
-        workers: int = 1, shard: tuple | None = None) -> Path:
+        workers: int = 1, shard: tuple | None = None, client=None) -> Path:
     """Run a coarse-graining trajectory and return the path of its HDF5 file.
 
     Parameters
@@ -102,6 +102,8 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
     workers : int
         ``rg.pool_strategy = "tree"``: build the samples on this many spawned processes (the file does
         not depend on it).
+    client : distributed.Client, optional
+        ``"tree"``: build the samples on this dask client's workers instead (same file).
     shard : (int, int), optional
         ``"tree"`` only: ``(i, n)`` builds only the samples of shard i of n
         (:func:`~blocksim.rg.tree.shard_samples`) into ``OUT.h5.samples/`` and returns that directory
@@ -130,7 +132,7 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
         with SignalGuard() as guard:
             try:
                 if cfg.rg.pool_strategy == "tree":
-                    _run_tree(cfg, part, out, state, guard, prog, workers)
+                    _run_tree(cfg, part, out, state, guard, prog, workers, client)
                 else:
                     _run_steps(cfg, part, state, guard, prog)
                 with guard.writing():
@@ -236,13 +238,14 @@ def _run_shard(cfg: Config, output, shard, workers: int) -> Path:
 
 
 def _run_tree(cfg: Config, part: Path, out: Path, state: _State, guard: SignalGuard, prog: Progress,
-              workers: int) -> None:
+              workers: int, client=None) -> None:
     """Tree strategy: build (or reuse) every sample, then merge them into the steps of the file."""
     if state.start == 0 and state.pool_e is None:
         with guard.writing():
             bio.create_file(part, dict(_root_attrs(cfg), tree_stored_subset=tree.STORED_SUBSET), cfg.to_dict())
     directory = tree.samples_dir(out)
-    tree.compute_samples(cfg, directory, range(cfg.rg.samples), workers=workers, tick=prog.tick, log=log.info)
+    tree.compute_samples(cfg, directory, range(cfg.rg.samples), workers=workers, client=client, tick=prog.tick,
+                         log=log.info)
     samples = [tree.load_sample(directory, cfg, s) for s in range(cfg.rg.samples)]
     steps, final_e, final_t = tree.merge_samples(cfg, samples)
     for k, (values, diagnostics) in enumerate(steps):

@@ -486,16 +486,26 @@ def load_sample(directory, cfg: Config, sample: int):
         return None  # a torn or foreign file: the sample is recomputed
 
 
-def compute_samples(cfg: Config, directory, indices, *, workers: int = 1, tick=lambda: None, log=None) -> None:
+def compute_samples(cfg: Config, directory, indices, *, workers: int = 1, client=None, tick=lambda: None,
+                    log=None) -> None:
     """Build the trees ``indices`` that ``directory`` lacks and save each one there as it finishes.
 
-    ``workers`` > 1 uses a pool of spawned processes (one sample per task). Every sample is a
-    function of (config, index) alone, so the files do not depend on ``workers``.
+    ``workers`` > 1 uses a pool of spawned processes (one sample per task); ``client`` (a
+    ``distributed.Client``: LocalCluster, SLURMCluster, a scheduler) maps the samples onto its workers,
+    which must see ``directory``. Every sample is a function of (config, index) alone, so the files do
+    not depend on ``workers`` or ``client``.
     """
+    indices = list(indices)
     todo = [s for s in indices if load_sample(directory, cfg, s) is None]
     if log is not None:
-        log(f"tree: {len(indices) - len(todo)} of {len(indices)} sample(s) already done; "
-            f"{len(todo)} to build with {workers} worker(s)")
+        how = "dask" if client is not None else f"{workers} worker process(es)"
+        log(f"tree: {len(indices) - len(todo)} of {len(indices)} sample(s) already done; {len(todo)} to build "
+            f"with {how}")
+    if client is not None and todo:
+        futures = client.map(_sample_task, [cfg.to_toml()] * len(todo), [str(directory)] * len(todo), todo,
+                             pure=False)
+        client.gather(futures)
+        return
     if workers <= 1 or len(todo) <= 1:
         for s in todo:
             save_sample(directory, cfg, s, run_sample(cfg, s, tick))
