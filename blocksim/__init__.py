@@ -7,7 +7,7 @@ g = T*² / (ρ c_t² L_1³ E*). Inside the coupling module ρ c_t² = 1.
 
 Susceptibility sign convention: Im χ(ω) < 0 for ω > 0 (Eq. 2.9 of Zhou & Leggett).
 
-Symmetric tensors use the Mandel order xx, yy, zz, √2·yz, √2·xz, √2·xy (see :mod:`blocksim.tensors`).
+Symmetric tensors use the Mandel order xx, yy, zz, √2·yz, √2·xz, √2·xy (see :mod:`blocksim.model.tensors`).
 References are collected in :mod:`blocksim.references`.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from .errors import InputError
@@ -53,6 +54,8 @@ def main(argv=None) -> int:
     An :class:`~blocksim.errors.InputError` becomes one line on stderr.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    # library chatter (matplotlib building its font cache, ...) stays out of the user's terminal
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     try:
         parser, module = build_parser(argv)
         args = parser.parse_args(argv)

@@ -128,8 +128,12 @@ def _dirs_check(x):
     return None
 
 
+def _seed_check(x):
+    return None if 0 <= x < 2**64 else "must be an integer with 0 ≤ seed < 2^64"
+
+
 def _spawn_check(x):
-    return None if all(v >= 0 for v in x) else "must be a list of integers ≥ 0"
+    return None if all(0 <= v < 2**64 for v in x) else "must be a list of integers with 0 ≤ entry < 2^64"
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +171,7 @@ class ModelConfig:
         return 2**self.k if self.block == "ttls" else self.n
 
     def block_spec(self) -> dict:
-        """The ``spec`` dict of :func:`blocksim.blocks.make_blocks` for this ensemble."""
+        """The ``spec`` dict of :func:`blocksim.model.blocks.make_blocks` for this ensemble."""
         spec = {"kind": self.block}
         for name in BLOCK_KINDS[self.block]:
             spec[name] = getattr(self, name)
@@ -271,7 +275,7 @@ class RunConfig:
     """``[run]``: randomness, output and threads."""
 
     seed: int | None = _f(None, "entropy of numpy.random.SeedSequence; omitted = fresh entropy, recorded "
-                          "in the output", kind="int|none", check=_ge(0))
+                          "in the output", kind="int|none", check=_seed_check)
     spawn_key: tuple = _f([], "base spawn key prepended to every stream key (sweeps set it)",
                           kind="ints", check=_spawn_check)
     output: str = _f("", "output .h5 path; '' = out/<config stem>.h5", kind="str")
@@ -578,12 +582,21 @@ def _cross_check(cfg: Config) -> None:
 # --------------------------------------------------------------------------------------------
 # Overrides
 # --------------------------------------------------------------------------------------------
-def _parse_value(text: str):
-    """TOML value syntax (``8``, ``0.1``, ``true``, ``[1, 2]``, ``"x"``); otherwise the bare string."""
+def _parse_value(text: str, key: str = "override"):
+    """TOML value syntax (``8``, ``0.1``, ``true``, ``[1, 2]``, ``"x"``); otherwise the bare string.
+
+    The value must be a single value: a line break or text after the value (``2\\n[evil]``) is refused,
+    never silently dropped.
+    """
+    if any(ch in text for ch in "\n\r\x00"):
+        raise InputError(f"override {key}={text!r}: must be a single value on one line")
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        data = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text.strip()
+    if list(data) != ["v"]:
+        raise InputError(f"override {key}={text!r}: must be a single value")
+    return data["v"]
 
 
 def parse_overrides(overrides) -> dict:
@@ -600,7 +613,7 @@ def parse_overrides(overrides) -> dict:
             if not isinstance(text, str) or "=" not in text:
                 raise InputError(f"override {text!r}: must be section.field=value (e.g. rg.steps=8)")
             key, value = text.split("=", 1)
-            items.append((key.strip(), _parse_value(value)))
+            items.append((key.strip(), _parse_value(value, key.strip())))
     out = {}
     for key, value in items:
         parts = str(key).split(".")
@@ -623,9 +636,15 @@ def _read_source(source) -> tuple[dict, str]:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in source.items()}, "blocksim"
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
-        looks_like_path = isinstance(source, os.PathLike) or ("\n" not in text and "=" not in text)
+        # a str is a path when it names an existing file, or is one line ending in .toml (a path that
+        # may be missing, e.g. "g=0.1.toml"); anything else is TOML text. A PathLike is always a path.
+        one_line = "\n" not in text and "\r" not in text
+        looks_like_path = isinstance(source, os.PathLike) or (one_line and (
+            os.path.isfile(text) or text.strip().lower().endswith(".toml") or "=" not in text))
         if looks_like_path:
             path = Path(text)
+            if path.is_dir():
+                raise InputError(f"config = {text!r}: is a directory, not a TOML file")
             if not path.is_file():
                 raise InputError(f"config = {text!r}: file not found")
             try:
@@ -634,6 +653,8 @@ def _read_source(source) -> tuple[dict, str]:
                 raise InputError(f"config {text!r}: invalid TOML ({exc})") from None
             except UnicodeDecodeError:
                 raise InputError(f"config {text!r}: not a UTF-8 text file") from None
+            except OSError as exc:
+                raise InputError(f"config = {text!r}: cannot be read ({exc.strerror or exc})") from None
             return data, path.stem
         try:
             return tomllib.loads(text), "blocksim"

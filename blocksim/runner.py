@@ -2,9 +2,11 @@
 
 Runs one coarse-graining trajectory (:func:`blocksim.rg.run`), then prints a table of the MB flow
 (step, super-block scale, MB_num ± error, c_l/c_t) and writes ``OUT.png`` next to ``OUT.h5``
-(:func:`blocksim.plotting.plot_mb_flow`). Exit codes: 0 done, 2 bad input (one line on stderr, no
-output file created), 128+signal when interrupted by SIGTERM (the partial ``OUT.h5.part`` is kept,
-marked "failed", and ``--resume`` continues it).
+(:func:`blocksim.plotting.plot_mb_flow`) when matplotlib is installed; without it (the core install)
+it says once that the plot was skipped. A finished run never fails over its picture. Exit codes:
+0 done, 2 bad input (one line on stderr, no output file created), 128+signal when interrupted by
+SIGTERM (the partial ``OUT.h5.part`` is kept, marked "failed", and ``--resume`` continues it).
+CONFIG is always a file path (a name such as ``g=0.1.toml`` included).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def command(args) -> int:
     from .errors import InputError
     from .rg import RunInterrupted, run
 
-    logging.basicConfig(level=logging.INFO, format="blocksim: %(message)s", stream=sys.stderr)
-    cfg = load_config(args.config, args.overrides)
+    _log_to_stderr()
+    cfg = load_config(Path(args.config), args.overrides)
     progress = "none" if args.quiet else None
     if args.workers < 1:
         raise InputError(f"--workers = {args.workers}: must be ≥ 1")
@@ -91,12 +93,43 @@ def command(args) -> int:
         return 128 + exc.signum
     if not args.quiet:
         print(format_table(path))
-    if not args.no_plot:
-        from .plotting import plot_mb_flow
-
-        png = plot_mb_flow(path, Path(path).with_suffix(".png"))
-        if not args.quiet:
-            print(f"wrote {path} and {png}")
-    elif not args.quiet:
-        print(f"wrote {path}")
+    png = None if args.no_plot else _plot(path)
+    if not args.quiet:
+        print(f"wrote {path} and {png}" if png else f"wrote {path}")
     return 0
+
+
+def _log_to_stderr() -> None:
+    """INFO lines of blocksim's own loggers on stderr; other libraries' logging (matplotlib's font cache,
+    numba, ...) stays at Python's default (warnings only) and out of the user's terminal."""
+    logger = logging.getLogger("blocksim")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("blocksim: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (looked up per record, so a redirected stderr is honoured)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _plot(path) -> Path | None:
+    """Draw the MB flow PNG; None (said once on stderr) when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("blocksim: plot skipped: matplotlib is not installed (pip install 'blocksim[plot]')",
+              file=sys.stderr)
+        return None
+    from .plotting import plot_mb_flow
+
+    return plot_mb_flow(path, Path(path).with_suffix(".png"))

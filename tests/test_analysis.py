@@ -176,7 +176,7 @@ def test_velocity_shift_sign():
 def test_materials_fits_reproduce_paper(tmp_path):
     rep = materials_plot.run([], tmp_path / "out")
     fits = {f["fit"]: f for f in rep.extra["fits"]}
-    # printed to 3 decimals in Sec. IV; blocksim.materials documents that r(13) = 0.2604 is 0.0006 below 0.261
+    # printed to 3 decimals in Sec. IV; blocksim.model.materials documents that r(13) = 0.2604 is 0.0006 below 0.261
     assert fits["all"]["slope"] == pytest.approx(1.102, abs=1e-3)
     assert fits["all"]["r"] == pytest.approx(0.261, abs=1e-3)
     assert round(fits["subset"]["slope"], 3) == 1.061

@@ -26,7 +26,7 @@ LAYERS = {
     "blocksim.spectra": 3,
     "blocksim.theory": 4,
     "blocksim.config": 5,
-    "blocksim.io": 6,
+    "blocksim.io": 6, "blocksim.outputlock": 6,
     "blocksim.rg": 7,
     "blocksim.sweep": 8, "blocksim.analysis": 8,
     "blocksim.plotting": 8.5, "blocksim.runner": 9, "blocksim.bench": 9, "blocksim.cli": 9.5,

@@ -1,4 +1,4 @@
-"""Tests of blocksim.blocks: random block ensembles (BRIEF §1.1, DESIGN "Stress ensemble")."""
+"""Tests of blocksim.model.blocks: random block ensembles (BRIEF §1.1, DESIGN "Stress ensemble")."""
 
 from __future__ import annotations
 

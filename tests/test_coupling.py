@@ -1,4 +1,4 @@
-"""Tests for blocksim.coupling: Λ of Eq. (A15) against the Kelvin solution, its symmetries, the
+"""Tests for blocksim.model.coupling: Λ of Eq. (A15) against the Kelvin solution, its symmetries, the
 Joffrin–Levelut form (A1) and the differences (1)–(4) listed under Eq. (A16) of [ZL], the numba
 displacement table, the lattice sums of BRIEF §1b, ΔΛ (Eq. 2.17), μ and Δμ (Eq. 5.2, 5.3), and bad input.
 

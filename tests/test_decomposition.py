@@ -1,4 +1,4 @@
-"""Tests of blocksim.decomposition: the absorption split of Eq. (3.4)–(3.7)."""
+"""Tests of blocksim.theory.decomposition: the absorption split of Eq. (3.4)–(3.7)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests for blocksim.materials: the Sec. IV table of [ZL], the two fits, and `blocksim materials`."""
+"""Tests for blocksim.model.materials: the Sec. IV table of [ZL], the two fits, and `blocksim materials`."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_paper_fits_ten_materials_reproduced_exactly():
 def test_paper_fits_thirteen_materials_within_one_last_digit():
     """Sec. IV of [ZL]: all 13, MB_theo = 1.102·MB_exp with r = 0.261. From the printed columns the fit
     gives slope 1.1027 and r = 0.2604: within one unit of the printed last digit, but not within half
-    a unit (the slope looks truncated, and r cannot be reproduced exactly; see blocksim.materials)."""
+    a unit (the slope looks truncated, and r cannot be reproduced exactly; see blocksim.model.materials)."""
     rep = materials.materials_report()
     assert rep.fit_all.n == 13
     assert abs(rep.fit_all.slope - 1.102) <= 1e-3

@@ -2,6 +2,7 @@
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,12 @@ def test_readme_starts_with_the_two_make_commands_and_ci_uses_the_test_one():
     assert "runs/quickstart.toml" in makefile and "pytest" in makefile
 
 
-def test_readme_python_example_runs():
+def test_readme_python_example_runs(tmp_path):
+    # run from a scratch copy of runs/ so that the example's out/readme.h5 never lands in the source tree
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    shutil.copytree(ROOT / "runs", tmp_path / "runs")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "readme.h5").is_file()
     values = ast.literal_eval(proc.stdout.strip().splitlines()[-1])  # a printed list of floats
     assert len(values) == 3 and all(1.1 < v < 2.5 for v in values)

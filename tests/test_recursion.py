@@ -1,4 +1,4 @@
-"""Tests of blocksim.recursion: Eq. (3.4)-(3.7), (4.1)-(4.5), (5.8)-(5.10) of [ZL]."""
+"""Tests of blocksim.theory.recursion: Eq. (3.4)-(3.7), (4.1)-(4.5), (5.8)-(5.10) of [ZL]."""
 
 import math
 

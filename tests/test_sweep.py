@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -192,7 +193,7 @@ def test_dry_run_script(tmp_path, monkeypatch):
     assert "#SBATCH --array=0-3%3" in script and "#SBATCH --partition=normal" in script
     assert "#SBATCH --account=glass" in script and "#SBATCH --time=00:10:00" in script
     assert "export HDF5_USE_FILE_LOCKING=FALSE" in script
-    assert f'exec "{sys.executable}" -m blocksim.cli run-task "{path.resolve()}"' in script
+    assert f"exec {shlex.quote(sys.executable)} -m blocksim.cli run-task {shlex.quote(str(path.resolve()))}" in script
     assert "{{" not in script
     assert not [p for p in spec.output_dir.glob("*.h5") if not p.name.startswith("manifest")]
     # the partition line disappears when none is set; the same function renders it

@@ -1,4 +1,4 @@
-"""Tests for blocksim.tensors: Mandel notation, the 6×6 rotation representation, random SO(3),
+"""Tests for blocksim.model.tensors: Mandel notation, the 6×6 rotation representation, random SO(3),
 the cubic group and the isotropic projection (Eq. 2.12 of [ZL])."""
 
 from __future__ import annotations

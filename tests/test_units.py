@@ -1,4 +1,4 @@
-"""Tests for blocksim.units (BRIEF §2): round trips, the coupling g by hand, bad input."""
+"""Tests for blocksim.model.units (BRIEF §2): round trips, the coupling g by hand, bad input."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ Each module turns trajectory files (BRIEF §4) into a table (CSV, also printed) 
 * :mod:`.materials_plot` — Fig. 1 of [ZL] (theory vs experiment, both fits) plus simulated MB;
 * :mod:`.experiment_route` — Δc/c = C ln(T/T0) slopes from Re χ(T) and γ_l/γ_t = sqrt(C_l c_l²/(C_t c_t²));
 * :mod:`.recursion_check` — the finite-size scan in N0 of the interaction part of the absorption (Eq. 3.7);
-* :mod:`.cli` — ``blocksim analyze FILES... [-o OUTDIR]`` runs the standard reductions.
+* :mod:`.sweep_summary` — per-task MB flows of a merged sweep summary, grouped by the swept keys;
+* :mod:`.cli` — ``blocksim analyze FILES... [-o OUTDIR] [--partial]`` runs the standard reductions.
 
 Every ``run(...)`` returns a :class:`Report`. The figures use matplotlib's Agg backend.
 """

@@ -1,42 +1,110 @@
-"""``blocksim analyze FILES... [-o OUTDIR]``: the standard reductions in one go.
+"""``blocksim analyze FILES... [-o OUTDIR] [--partial]``: the standard reductions in one go.
 
 Runs :mod:`.mb_ratio`, :mod:`.flow`, :mod:`.spectra_plot` and :mod:`.experiment_route` on the given
 trajectories, and :mod:`.materials_plot` when some trajectory's c_l/c_t matches one of the 13
-materials of Sec. IV of [ZL]. Each writes its CSV and PNG under OUTDIR and prints its table.
-(The recursion check, :mod:`.recursion_check`, simulates its own super blocks and is run separately:
-``python analysis/recursion_check.py``.)
+materials of Sec. IV of [ZL]. Merged sweep summaries (``blocksim merge``) among FILES go to
+:mod:`.sweep_summary` (per-task MB flows, grouped by the swept keys). Each writes its CSV and PNG
+under OUTDIR and prints its table. (The recursion check, :mod:`.recursion_check`, simulates its own
+super blocks and is run separately: ``python analysis/recursion_check.py``.)
+
+Every input is checked and every reduction computed before anything is written: the files are
+written to a hidden staging folder beside OUTDIR and moved into OUTDIR only when all reductions
+succeeded, so a refused input leaves no output. A trajectory that is not complete (status
+"running" or "failed") is refused unless ``--partial``, which analyzes its complete steps and says so.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
-from . import experiment_route, flow, mb_ratio, materials_plot, spectra_plot
-from .loading import load_trajectories
+from ..errors import InputError
+from . import experiment_route, flow, mb_ratio, materials_plot, spectra_plot, sweep_summary
+from .loading import file_format, load_trajectories
 
 __all__ = ["add_arguments", "command", "analyze"]
 
 
 def add_arguments(parser) -> None:
     """Arguments of ``blocksim analyze``."""
-    parser.add_argument("files", nargs="+", metavar="FILES", help="trajectory files (.h5)")
+    parser.add_argument("files", nargs="+", metavar="FILES",
+                        help="trajectory files (.h5) and/or merged sweep summaries (blocksim merge)")
     parser.add_argument("-o", "--outdir", default="analysis-out", help="output folder (default: analysis-out)")
     parser.add_argument("--match-tol", dest="match_tol", type=float, default=0.01,
                         help="c_l/c_t tolerance for matching a material (default 0.01)")
+    parser.add_argument("--partial", action="store_true",
+                        help="accept trajectories that are not complete (running or failed runs): analyze "
+                             "their complete steps")
 
 
-def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True) -> list:
-    """Run the standard reductions; returns their :class:`blocksim.analysis.Report` objects."""
-    trajs = load_trajectories(files)
-    reports = [
-        mb_ratio.run(trajs, outdir),
-        flow.run(trajs, outdir),
-        spectra_plot.run(trajs, outdir),
-        experiment_route.run(trajs, outdir),
-    ]
-    mat_rows = materials_plot.materials_rows(trajs, match_tol)
-    if any(not math.isnan(r["mb_sim"]) for r in mat_rows):
-        reports.append(materials_plot.run(trajs, outdir, match_tol=match_tol))
+def _check_outdir(outdir: Path) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"--outdir: {str(outdir)!r} exists and is not a directory")
+    anc = outdir
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"--outdir: {str(anc)!r} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InputError(f"--outdir: directory {str(anc)!r} is not writable")
+
+
+def _check_complete(trajs, partial: bool) -> None:
+    for t in trajs:
+        if t.status == "complete":
+            continue
+        total = t.attrs.get("n_steps")
+        of = f" of {total}" if isinstance(total, int) else ""
+        what = f"{t.path}: status = {t.status!r} ({len(t.steps)}{of} steps complete)"
+        if not partial:
+            raise InputError(f"{what}; its final values would be those of step {t.steps[-1].index}, not of "
+                             "the finished run; pass --partial to analyze its complete steps anyway")
+        print(f"blocksim: warning: {what}; analyzing the complete steps only (--partial)", file=sys.stderr)
+
+
+def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=True) -> list:
+    """Run the standard reductions; returns their :class:`blocksim.analysis.Report` objects.
+
+    ``partial``: accept trajectories whose status is not "complete" (the CLI's default is to refuse
+    them unless ``--partial``). Nothing is written under ``outdir`` unless every reduction succeeds.
+    """
+    files = list(files)
+    if not files:
+        raise InputError("FILES: give at least one trajectory file")
+    out = Path(outdir)
+    _check_outdir(out)
+    summaries = [f for f in files if file_format(f) == sweep_summary.SWEEP_FORMAT]
+    trajs = load_trajectories([f for f in files if f not in summaries]) if len(summaries) < len(files) else []
+    _check_complete(trajs, partial)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        reports = []
+        if trajs:
+            reports += [
+                mb_ratio.run(trajs, staging),
+                flow.run(trajs, staging),
+                spectra_plot.run(trajs, staging),
+                experiment_route.run(trajs, staging),
+            ]
+            mat_rows = materials_plot.materials_rows(trajs, match_tol)
+            if any(not math.isnan(r["mb_sim"]) for r in mat_rows):
+                reports.append(materials_plot.run(trajs, staging, match_tol=match_tol))
+        if summaries:
+            reports.append(sweep_summary.run(summaries, staging))
+        out.mkdir(parents=True, exist_ok=True)
+        for item in sorted(staging.iterdir()):
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for rep in reports:
+        rep.csv_path = str(out / Path(rep.csv_path).name)
+        rep.png_path = str(out / Path(rep.png_path).name)
     if verbose:
         for rep in reports:
             print(rep.text)
@@ -46,5 +114,5 @@ def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True) -> list:
 
 def command(args) -> int:
     """Run ``blocksim analyze``; returns the exit code."""
-    analyze(args.files, args.outdir, args.match_tol)
+    analyze(args.files, args.outdir, args.match_tol, partial=args.partial)
     return 0

@@ -23,6 +23,7 @@ from ..errors import InputError
 __all__ = [
     "Trajectory",
     "load_trajectory",
+    "file_format",
     "load_trajectories",
     "group_replicates",
     "common_steps",
@@ -67,17 +68,31 @@ def _attr_text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def load_trajectory(path) -> Trajectory:
-    """Read one trajectory file (complete steps only). InputError for a missing or foreign file."""
+def file_format(path) -> str:
+    """The root ``format`` attribute of an HDF5 file ("" if absent). InputError for a missing, non-HDF5
+    or unreadable (truncated, damaged) file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such trajectory file")
     import h5py  # noqa: PLC0415
 
-    if not h5py.is_hdf5(path):
-        raise InputError(f"{path}: not an HDF5 file (expected a {FORMAT} file)")
-    with h5py.File(path, "r") as f:
-        fmt = _attr_text(f.attrs.get("format", ""))
+    try:
+        if not h5py.is_hdf5(path):
+            raise InputError(f"{path}: not an HDF5 file (expected a {FORMAT} file)")
+        with h5py.File(path, "r") as f:
+            return _attr_text(f.attrs.get("format", ""))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read as HDF5 ({' '.join(str(exc).split())}); the file is "
+                         "damaged (truncated or overwritten)") from None
+
+
+def load_trajectory(path) -> Trajectory:
+    """Read one trajectory file (complete steps only). InputError for a missing, foreign or damaged file."""
+    path = os.fspath(path)
+    fmt = file_format(path)
+    if fmt == "blocksim-sweep-summary":
+        raise InputError(f"{path}: a merged sweep summary, not a trajectory; `blocksim analyze` reads it "
+                         "(blocksim.analysis.sweep_summary)")
     if fmt != FORMAT:
         raise InputError(f"{path}: format = {fmt!r}: not a {FORMAT} file")
     traj = _from_io(path)

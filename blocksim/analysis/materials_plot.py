@@ -1,7 +1,7 @@
 """Theory against experiment for the 13 glasses of Sec. IV of [ZL] (its Fig. 1), plus simulated MB.
 
 The table and both least-squares fits through the origin (all 13 materials; the 10 without As2S3,
-PMMA, PS) come from :mod:`blocksim.materials` (paper: 1.102, r = 0.261 and 1.061, r = 0.745). The
+PMMA, PS) come from :mod:`blocksim.model.materials` (paper: 1.102, r = 0.261 and 1.061, r = 0.745). The
 figure shows MB_theo = c_l/c_t against MB_exp = γ_l/γ_t, both fitted lines and the dashed line y = x.
 
 Simulated MB: for every trajectory whose config ``model.cl_over_ct`` matches a material's c_l/c_t
@@ -100,7 +100,7 @@ def run(files=(), outdir="analysis-out", match_tol=0.01, **_options) -> Report:
     ax.legend(fontsize=7, loc="upper left")
     png_path = save_figure(fig, os.path.join(outdir, "materials.png"))
     text = format_table(rows, "Materials (Sec. IV of [ZL]) with simulated MB where a trajectory matches c_l/c_t")
-    text += "\n\n" + format_table(fits, "Least-squares fits through the origin (blocksim.materials)")
+    text += "\n\n" + format_table(fits, "Least-squares fits through the origin (blocksim.model.materials)")
     return Report("materials", rows, csv_path, png_path, text, {"fits": fits})
 
 

@@ -2,7 +2,7 @@
 
 For each N0 (default 2…8) and shape (cube: all N0³ sites; sphere: the sites within radius N0/2 of the
 centre, :func:`blocksim.spectra.sphere_positions`) we draw ``samples`` super blocks of random blocks
-(:func:`blocksim.blocks.make_blocks`) with independent random rotations, solve each with the
+(:func:`blocksim.model.blocks.make_blocks`) with independent random rotations, solve each with the
 perturbative solver (Eq. 3.2, resonant clusters exact; :func:`blocksim.spectra.solve`) at a fixed small
 coupling g and at g = 0, and compute the Im χ tensor at a low temperature in a probe band
 (Gaussian lines; band = mean over ``omegas``). The g = 0 super block is the single-block sum Ė^(1)

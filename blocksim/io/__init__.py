@@ -17,7 +17,9 @@ from .trajectory import (
     STEP_DATASETS,
     Step,
     Trajectory,
+    _tmp_name,  # noqa: F401  (used by tests/test_hostile.py)
     append_step,
+    checksum,
     create_file,
     git_commit,
     now,
@@ -43,4 +45,5 @@ __all__ = [
     "update_file",
     "git_commit",
     "now",
+    "checksum",
 ]

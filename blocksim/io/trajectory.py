@@ -11,10 +11,12 @@ dataset in ``docs/trajectory-format.md``)::
     /final_pool/            energies, stress of the truncated super blocks of the last step
     /summary/               per-step arrays of complete steps, for quick plotting
 
-Every dataset has ``units`` and ``description`` attributes.
+Every dataset has ``units`` and ``description`` attributes, and a ``checksum`` attribute
+(``"sha256:<hex>"`` of its values, :func:`checksum`) that the reader verifies on every read: a value
+changed on disk is reported as an InputError instead of being used (also by ``--resume``).
 
 Crash safety. A run writes to ``OUT.h5.part``. Each step is appended by copying the ``.part`` file
-to ``OUT.h5.part.tmp``, writing the step there, closing it and renaming it over the ``.part`` file
+to a uniquely named ``.OUT.h5.part.<pid>.<random>.tmp``, writing the step there, closing it and renaming it over the ``.part`` file
 (:func:`append_step`). At every instant the ``.part`` file is therefore a closed, consistent HDF5
 file holding every completed step, whatever kills the process. A finished run sets
 ``status = "complete"`` and renames the ``.part`` file to ``OUT.h5``; an existing ``OUT.h5`` is only
@@ -26,7 +28,9 @@ Units: energies, ω, T in E*; stresses in T*; lengths in L_1; χ in T*²/E* per 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
+import uuid
 import shutil
 import subprocess
 from dataclasses import field, make_dataclass
@@ -53,6 +57,7 @@ __all__ = [
     "update_file",
     "git_commit",
     "now",
+    "checksum",
 ]
 
 FORMAT = "blocksim-trajectory"
@@ -97,6 +102,27 @@ def part_path(path) -> Path:
     return path.with_name(path.name + ".part")
 
 
+def _tmp_name(path: Path) -> Path:
+    """A unique temporary name beside ``path`` (hidden; pid and a random part, so writers never collide)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def checksum(values) -> str:
+    """``"sha256:<hex>"`` of a dataset's values: its shape and its bytes (numbers little-endian; strings
+    as length-prefixed UTF-8). The same for the array given to :func:`put` and the one read back."""
+    arr = np.asarray(values)
+    h = hashlib.sha256(repr(tuple(arr.shape)).encode())
+    if arr.dtype.kind in "OSU":
+        for item in arr.ravel():
+            b = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+    else:
+        h.update(arr.dtype.kind.encode())
+        h.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
 def _attr_value(value):
     if isinstance(value, str):
         return value
@@ -125,6 +151,7 @@ def put(group: h5py.Group, name: str, data, units: str, description: str) -> h5p
     ds = group.create_dataset(name, data=arr, **kwargs)
     ds.attrs["units"] = units
     ds.attrs["description"] = description
+    ds.attrs["checksum"] = checksum(arr)
     return ds
 
 
@@ -136,30 +163,34 @@ def create_file(path, root_attrs: dict, parameters: dict) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w", track_order=True) as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        for key, value in root_attrs.items():
-            f.attrs[key] = _attr_value(value)
-        f.attrs["stream_keys"] = schema.STREAM_KEYS
-        f.attrs["status"] = "running"
-        par = f.create_group("parameters")
-        par.attrs["description"] = "the resolved config (config_toml), one group per section"
-        for sec, values in parameters.items():
-            g = par.create_group(sec)
-            for key, value in values.items():
-                g.attrs[key] = _attr_value(value)
-        f.create_group("steps")
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            for key, value in root_attrs.items():
+                f.attrs[key] = _attr_value(value)
+            f.attrs["stream_keys"] = schema.STREAM_KEYS
+            f.attrs["status"] = "running"
+            par = f.create_group("parameters")
+            par.attrs["description"] = "the resolved config (config_toml), one group per section"
+            for sec, values in parameters.items():
+                g = par.create_group(sec)
+                for key, value in values.items():
+                    g.attrs[key] = _attr_value(value)
+            f.create_group("steps")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _atomic_edit(path, edit) -> None:
     """Copy ``path`` to a temporary file, apply ``edit(h5file)``, close, rename over ``path``."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.copyfile(path, tmp)
+    tmp = _tmp_name(path)
     try:
+        shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
             edit(f)
             f.flush()
@@ -302,13 +333,29 @@ blocks built in this step (scale ``scale_L_out``); ``pool_*`` are the blocks tha
 """
 
 
-def _read(ds: h5py.Dataset):
+def _corrupt(path, what: str, exc: BaseException | None = None) -> InputError:
+    detail = f" ({' '.join(str(exc).split())})" if exc is not None else ""
+    return InputError(f"trajectory = {str(path)!r}: {what}{detail}; the file is damaged (truncated, "
+                      "overwritten or edited)")
+
+
+def _read(ds: h5py.Dataset, path=""):
+    """The values of ``ds`` after checking its ``checksum`` attribute (InputError when it differs or the
+    data cannot be read)."""
+    try:
+        raw = ds[()]
+        expected = ds.attrs.get("checksum")
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise _corrupt(path, f"dataset {ds.name!r} cannot be read", exc) from None
+    if expected is not None:
+        expected = expected.decode() if isinstance(expected, bytes) else str(expected)
+        if checksum(raw) != expected:
+            raise _corrupt(path, f"dataset {ds.name!r} does not match its checksum")
     if ds.dtype.kind in ("O", "S"):
-        return tuple(x.decode() if isinstance(x, bytes) else str(x) for x in ds.asstr()[()])
-    value = ds[()]
-    if np.ndim(value) == 0:
-        return value.item() if hasattr(value, "item") else value
-    return value
+        return tuple(x.decode() if isinstance(x, bytes) else str(x) for x in np.ravel(raw))
+    if np.ndim(raw) == 0:
+        return raw.item() if hasattr(raw, "item") else raw
+    return raw
 
 
 def _plain(value):
@@ -342,7 +389,10 @@ class Trajectory:
         except OSError:
             raise InputError(f"trajectory = {str(path)!r}: not an HDF5 file (or unreadable)") from None
         try:
-            attrs = {k: _plain(v) for k, v in self._file.attrs.items()}
+            try:
+                attrs = {k: _plain(v) for k, v in self._file.attrs.items()}
+            except (OSError, RuntimeError, KeyError) as exc:
+                raise _corrupt(path, "the root attributes cannot be read", exc) from None
             fmt = attrs.get("format")
             if fmt != FORMAT:
                 raise InputError(f"trajectory = {str(path)!r}: format = {fmt!r}, must be {FORMAT!r}")
@@ -385,7 +435,18 @@ class Trajectory:
         """The resolved config as a nested dict ``{section: {key: value}}`` (``config_toml`` parsed)."""
         import tomllib
 
-        return tomllib.loads(self.attrs["config_toml"])
+        text = self._config_toml()
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise _corrupt(self.path, "root attribute config_toml is not valid TOML", exc) from None
+
+    def _config_toml(self) -> str:
+        text = self.attrs.get("config_toml")
+        if not isinstance(text, str):
+            raise InputError(f"trajectory = {str(self.path)!r}: lacks the root attribute 'config_toml' (the "
+                             "resolved run config, BRIEF §4); not a complete blocksim trajectory")
+        return text
 
     @property
     def run_config(self):
@@ -393,22 +454,31 @@ class Trajectory:
         if self._config is None:
             from ..config import load_config
 
-            self._config = load_config(self.attrs["config_toml"])
+            self._config = load_config(self.config)
         return self._config
 
     def complete_indices(self) -> list[int]:
         """Indices of the steps marked complete, ascending."""
         out = []
-        steps = self._file.get("steps")
-        if steps is None:
-            return out
-        for name, g in steps.items():
-            if name.startswith("step_") and bool(g.attrs.get("complete", False)):
-                out.append(int(name[5:]))
+        try:
+            steps = self._file.get("steps")
+            if steps is None:
+                return out
+            for name, g in steps.items():
+                if name.startswith("step_") and name[5:].isdigit() and bool(g.attrs.get("complete", False)):
+                    out.append(int(name[5:]))
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise _corrupt(self.path, "the step index cannot be read", exc) from None
         return sorted(out)
 
     def step(self, index: int) -> Step:
-        """Load complete step ``index``."""
+        """Load complete step ``index`` (every dataset checked against its checksum)."""
+        try:
+            return self._step(index)
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise _corrupt(self.path, f"step_{index} cannot be read", exc) from None
+
+    def _step(self, index: int) -> Step:
         g = self._file.get(f"steps/step_{index}")
         if g is None or not bool(g.attrs.get("complete", False)):
             raise InputError(f"step = {index}: not a complete step of {str(self.path)!r}")
@@ -423,12 +493,12 @@ class Trajectory:
                     )
                 kwargs[fld] = None
                 continue
-            value = _read(g[rel])
+            value = _read(g[rel], self.path)
             kwargs[fld] = tuple(value) if fld == "directions" and isinstance(value, tuple) else value
         diag, diag_units = {}, {}
         if "diagnostics" in g:
             for name, ds in g["diagnostics"].items():
-                diag[name] = _read(ds)
+                diag[name] = _read(ds, self.path)
                 diag_units[name] = _plain(ds.attrs.get("units", ""))
         attrs = {k: _plain(v) for k, v in g.attrs.items()}
         return Step(index=int(index), diagnostics=diag, diagnostics_units=diag_units, attrs=attrs, **kwargs)
@@ -443,16 +513,22 @@ class Trajectory:
     @property
     def summary(self) -> dict:
         """Per-step arrays of /summary (step, scale_L, mb_ratio, mb_ratio_err, ...)."""
-        g = self._file.get("summary")
-        return {} if g is None else {name: _read(ds) for name, ds in g.items()}
+        try:
+            g = self._file.get("summary")
+            return {} if g is None else {name: _read(ds, self.path) for name, ds in g.items()}
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise _corrupt(self.path, "/summary cannot be read", exc) from None
 
     @property
     def final_pool(self):
         """``(energies [P, n_keep], stress [P, 6, n_keep, n_keep])`` after the last step, or None."""
-        g = self._file.get("final_pool")
-        if g is None:
-            return None
-        return g["energies"][()], g["stress"][()]
+        try:
+            g = self._file.get("final_pool")
+            if g is None:
+                return None
+            return _read(g["energies"], self.path), _read(g["stress"], self.path)
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise _corrupt(self.path, "/final_pool cannot be read", exc) from None
 
     def __repr__(self) -> str:
         return f"Trajectory({str(self.path)!r}, status={self.status!r}, steps={self.complete_indices()})"
@@ -461,7 +537,8 @@ class Trajectory:
 def open_trajectory(path) -> Trajectory:
     """Open a blocksim trajectory for reading: ``with open_trajectory("out/x.h5") as tr: tr.steps``.
 
-    Refuses (InputError) a missing file, a non-HDF5 file, another format or a newer format_version.
+    Refuses (InputError) a missing file, a non-HDF5 file, another format or a newer format_version;
+    reading a damaged dataset (unreadable, or not matching its ``checksum``) raises InputError too.
     A ``.part`` file of a running or killed run opens too; its ``steps`` are the complete ones.
     """
     return Trajectory(path)

@@ -9,6 +9,7 @@ file for ``--resume``, :func:`mark_failed` records why a run stopped.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,8 +22,8 @@ from .. import io as bio
 from ..config import Config, load_config
 from ..errors import InputError
 
-__all__ = ["RunInterrupted", "SignalGuard", "Progress", "resume_mismatch", "load_partial", "set_threads",
-           "mark_failed"]
+__all__ = ["RunInterrupted", "SignalGuard", "Progress", "check_output_path", "resume_mismatch", "load_partial",
+           "set_threads", "mark_failed"]
 
 log = logging.getLogger("blocksim.rg")
 
@@ -160,8 +161,36 @@ def mark_failed(part: Path, reason: str) -> None:
             log.exception("could not mark %s as failed", part)
 
 
+def check_output_path(out: Path) -> None:
+    """Refuse an output that cannot be written, before any work: an existing directory, a parent that
+    is a regular file, or a directory this process may not write to."""
+    if out.is_dir():
+        raise InputError(f"output = {str(out)!r}: is a directory; give a file name ending in .h5")
+    anc = out.parent if str(out.parent) else Path(".")
+    while not os.path.lexists(anc) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"output = {str(out)!r}: {str(anc)!r} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InputError(f"output = {str(out)!r}: directory {str(anc)!r} is not writable")
+
+
 def load_partial(part: Path, cfg: Config):
-    """State to continue ``part``: ``(cfg, start, pool_e, pool_t, lineage, members_history)``."""
+    """State to continue ``part``: ``(cfg, start, pool_e, pool_t, lineage, members_history)``.
+
+    Any problem with the file (damaged, another config) is an :class:`InputError` that ends with
+    "use --force to start over".
+    """
+    try:
+        return _read_partial(part, cfg)
+    except InputError as exc:
+        text = str(exc)
+        if "--force" in text:
+            raise
+        raise InputError(f"--resume: {text}; use --force to start over") from None
+
+
+def _read_partial(part: Path, cfg: Config):
     with bio.open_trajectory(part) as tr:
         file_cfg = tr.run_config
         mismatch = resume_mismatch(file_cfg, cfg)

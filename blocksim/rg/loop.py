@@ -55,7 +55,17 @@ from .. import io as bio
 from .._version import __version__
 from ..config import Config, load_config
 from ..errors import InputError
-from .control import Progress, RunInterrupted, SignalGuard, load_partial, mark_failed, resume_mismatch, set_threads
+from ..outputlock import OutputLock
+from .control import (
+    Progress,
+    RunInterrupted,
+    SignalGuard,
+    check_output_path,
+    load_partial,
+    mark_failed,
+    resume_mismatch,
+    set_threads,
+)
 from .pool import initial_pool
 from . import tree
 from .step import compute_step
@@ -93,8 +103,8 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
         Continue ``OUT.part`` from its last complete step (the config must match; a seed left unset
         is taken from the file); reproduces an uninterrupted run bit for bit.
     force : bool
-        Replace an existing ``OUT`` (only by the final rename); without it an existing ``OUT``
-        raises :class:`InputError`.
+        Replace an existing ``OUT`` (only by the final rename) or discard a stale ``OUT.part``;
+        without it either raises :class:`InputError`.
     progress : None, "auto", "bar", "log", "none" or callable
         None/"auto": a tqdm bar on a terminal, else one stderr line per step; a callable receives a
         dict per step.
@@ -115,13 +125,34 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
     Path
         The complete trajectory file. SIGTERM marks the partial file "failed" and raises
         :class:`~blocksim.rg.control.RunInterrupted`.
+
+    Notes
+    -----
+    Before any work the output is checked (not a directory, writable parent) and locked
+    (:class:`blocksim.outputlock.OutputLock`, ``OUT.lock`` with pid and host): a second run on the
+    same output is refused and names the first.
     """
     cfg = config if isinstance(config, Config) and not overrides else load_config(config, overrides)
-    if shard is not None:
+    if shard is not None:  # a SLURM array task: no output lock, several shards share OUT.h5.samples/
         return _run_shard(cfg, output, shard, workers)
-    out = _output_path(cfg, output, resume=resume, force=force)
-    if out is None:  # resume of a complete run: nothing to do
-        return Path(output) if output is not None else cfg.output_path()
+    out = Path(output) if output is not None else cfg.output_path()
+    if out.suffix.lower() not in (".h5", ".hdf5"):
+        raise InputError(f"output = {str(out)!r}: must end in .h5 or .hdf5")
+    check_output_path(out)
+    lock = OutputLock(out)
+    lock.check()  # a running writer is named before anything else is said about its files
+    if _already_complete(cfg, out, resume=resume, force=force):
+        return out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"output = {str(out)!r}: cannot create its directory ({exc.strerror or exc})") from None
+    with lock:
+        return _run_locked(cfg, out, resume, progress, workers, client)
+
+
+def _run_locked(cfg: Config, out: Path, resume: bool, progress, workers: int = 1, client=None) -> Path:
+    """The run proper, while this process holds the output lock: state, steps, final pool."""
     part = bio.part_path(out)
     cfg, state = _initial_state(cfg, part, resume)
     set_threads(cfg)
@@ -158,23 +189,23 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
 # --------------------------------------------------------------------------------------------
 # The phases of run()
 # --------------------------------------------------------------------------------------------
-def _output_path(cfg: Config, output, *, resume: bool, force: bool) -> Path | None:
-    """The output path after the existence checks; None if ``resume`` finds it already complete."""
-    out = Path(output) if output is not None else cfg.output_path()
-    if out.suffix.lower() not in (".h5", ".hdf5"):
-        raise InputError(f"output = {str(out)!r}: must end in .h5 or .hdf5")
+def _already_complete(cfg: Config, out: Path, *, resume: bool, force: bool) -> bool:
+    """Checks of an existing output or partial file; True if ``resume`` finds the run complete."""
     part = bio.part_path(out)
     if out.exists() and not (force or resume):
         raise InputError(f"output = {str(out)!r}: exists; use --force to replace it or --resume to continue")
+    if part.exists() and not (force or resume):
+        raise InputError(f"output = {str(out)!r}: a partial file {str(part)!r} from an earlier run exists; "
+                         "use --resume to continue it or --force to discard it")
     if resume and not part.exists() and out.exists() and not force:
         with bio.open_trajectory(out) as tr:
             mismatch = resume_mismatch(tr.run_config, cfg)
             if tr.status == "complete" and mismatch is None:
                 log.info("%s is already complete", out)
-                return None
+                return True
         raise InputError(f"output = {str(out)!r}: exists and cannot be resumed ({mismatch or 'not complete'}); "
                          "use --force to replace it")
-    return out
+    return False
 
 
 def _initial_state(cfg: Config, part: Path, resume: bool) -> tuple[Config, _State]:

@@ -1,6 +1,6 @@
 """First-order theory beyond the ground row: the kept stress block and single–double resonances.
 
-Companion of :mod:`blocksim.perturbative` (Eq. 3.2 of [ZL]). Everything here works in the
+Companion of :mod:`blocksim.spectra.perturbative` (Eq. 3.2 of [ZL]). Everything here works in the
 *effective member basis* of the perturbative solver: members with a one-body resonance are
 diagonalized exactly in their local field ("dressed"); the others keep their own basis. Notation
 (all arrays of :class:`FirstOrderContext`):

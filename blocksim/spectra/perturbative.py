@@ -5,7 +5,7 @@ product basis to the ground state and every single excitation |s,m⟩. This modu
 ground row: the energies, ⟨α|T_tot|0⟩ (including the pair admixture of the ground state) and
 ⟨0|T_tot|0⟩. The rest of the kept block, ⟨α̃|T_tot|β̃⟩ = Z + Y(α, β) + Y(β, α) with
 Y(α, β) = Σ_x ⟨α|T_tot|x⟩⟨x|V|β⟩/(E_β − E_x) over the ground, singles and doubles, is written out
-term by term in :mod:`blocksim.excited`. Resonant clusters (single–single, and single–double
+term by term in :mod:`blocksim.spectra.excited`. Resonant clusters (single–single, and single–double
 |t,p⟩ ↔ |t,q; s,m⟩ when E^t_p ≈ E^t_q + E^s_m) are diagonalized exactly; members with a one-body
 resonance are dressed exactly in their local field. O(N n²) memory beyond the displacement table.
 """

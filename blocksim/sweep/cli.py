@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -88,7 +89,7 @@ def command(args) -> int:
     from .manifest import collect_states, write_manifest
     from .spec import load_spec
 
-    spec = load_spec(args.sweep)
+    spec = load_spec(Path(args.sweep))
     if args.hdf5_file_locking is not None:
         spec = dataclasses.replace(spec, hdf5_file_locking=args.hdf5_file_locking)
     for opt in ("workers", "cores"):

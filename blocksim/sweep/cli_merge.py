@@ -1,4 +1,7 @@
-"""``blocksim merge SWEEP.toml -o SUMMARY.h5``: one summary file for a whole sweep.
+"""``blocksim merge SWEEP.toml -o SUMMARY.h5 [--force]``: one summary file for a whole sweep.
+
+An existing SUMMARY.h5 is replaced only with ``--force``; a path that is one of the sweep's own files
+(a task trajectory, its ``.part``, the manifest) is always refused.
 
 Layout (also in docs/sweeps.md)::
 
@@ -39,6 +42,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("sweep", metavar="SWEEP.toml", help="sweep file")
     parser.add_argument("-o", "--output", required=True, metavar="SUMMARY.h5", help="summary file to write")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any task is not done")
+    parser.add_argument("--force", action="store_true", help="replace an existing SUMMARY.h5")
 
 
 def _attr_value(v):
@@ -47,16 +51,36 @@ def _attr_value(v):
     return str(v)
 
 
-def merge_sweep(spec, output) -> dict:
-    """Write the summary file of ``spec`` to ``output`` (atomically); return the state counts."""
+def check_merge_output(spec, output: Path, force: bool) -> None:
+    """Refuse a summary path that would destroy a result: one of the sweep's own files (task
+    trajectories, their ``.part`` files, the manifest) always, any other existing file unless ``force``."""
+    if output.suffix not in (".h5", ".hdf5"):
+        raise InputError(f"-o: {str(output)!r} must end in .h5")
+    if output.is_dir():
+        raise InputError(f"-o: {str(output)!r} is a directory; give a file name ending in .h5")
+    target = output.resolve()
+    own = {spec.output_dir / "manifest.h5", spec.output_dir / "manifest.json"}
+    for task in spec.tasks:
+        own.update({spec.output_path(task), spec.part_path(task)})
+    if target in {p.resolve() for p in own}:
+        raise InputError(f"-o: {str(output)!r} is one of the sweep's own files (task results or manifest); "
+                         "choose another name, e.g. summary.h5")
+    if output.exists() and not force:
+        raise InputError(f"-o: {str(output)!r} exists; use --force to replace it")
+
+
+def merge_sweep(spec, output, *, force: bool = False) -> dict:
+    """Write the summary file of ``spec`` to ``output`` (atomically); return the state counts.
+
+    An existing ``output`` is replaced only with ``force``; the sweep's own files never are.
+    """
     import h5py
 
     from .._version import __version__
     from .manifest import collect_states, counts, manifest_records, write_task_table
 
     output = Path(output)
-    if output.suffix not in (".h5", ".hdf5"):
-        raise InputError(f"-o: {str(output)!r} must end in .h5")
+    check_merge_output(spec, output, force)
     states = collect_states(spec)
     records = manifest_records(spec, states)
     merged = np.array([st.state == "done" for st in states], dtype=bool)
@@ -80,7 +104,12 @@ def merge_sweep(spec, output) -> dict:
             for task, st in zip(spec.tasks, states):
                 if st.state != "done":
                     continue
-                with h5py.File(st.path, "r") as src:
+                try:
+                    src_file = h5py.File(st.path, "r")
+                except OSError as exc:
+                    raise InputError(f"merge: task file {str(st.path)!r} cannot be read ({exc}); delete it "
+                                     "and rerun the sweep to redo that task") from None
+                with src_file as src:
                     if "summary" not in src:
                         raise InputError(f"merge: {st.path} has no /summary group")
                     g = runs.create_group(task.task_id)
@@ -121,8 +150,8 @@ def command(args) -> int:
     from .cli import report
     from .spec import load_spec
 
-    spec = load_spec(args.sweep, validate_configs=False)
-    n = merge_sweep(spec, args.output)
+    spec = load_spec(Path(args.sweep), validate_configs=False)
+    n = merge_sweep(spec, args.output, force=args.force)
     print(f"merged {n['done']} of {len(spec.tasks)} task(s) into {args.output}")
     if n["done"] != len(spec.tasks):
         from .manifest import collect_states

@@ -5,6 +5,8 @@ Also rewrites the sweep's manifest (manifest.json, manifest.h5) from the task fi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add_arguments(parser) -> None:
     """Arguments of ``blocksim sweep-status``."""
@@ -18,7 +20,7 @@ def command(args) -> int:
     from .manifest import collect_states, write_manifest
     from .spec import load_spec
 
-    spec = load_spec(args.sweep, validate_configs=False)
+    spec = load_spec(Path(args.sweep), validate_configs=False)
     states = collect_states(spec)
     report(spec, states)
     for st in states:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -47,7 +48,7 @@ def command(args) -> int:
         index = int(env)
     if args.numba_threads is not None and args.numba_threads < 1:
         raise InputError(f"--numba-threads: {args.numba_threads} must be >= 1")
-    spec = load_spec(args.sweep, validate_configs=False)
+    spec = load_spec(Path(args.sweep), validate_configs=False)
     task = spec.task(index)
     threads = threads_for_task(spec, args.numba_threads)
     print(f"blocksim run-task: task {index} ({task.task_id}), NUMBA_NUM_THREADS={threads}", flush=True)

@@ -220,14 +220,15 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
     ``dask_jobqueue.SLURMCluster`` when ``[dask] cluster = "slurm"``, scaled to ``min(n_workers, tasks)``
     SLURM jobs. A cluster started here is closed (its SLURM jobs cancelled) when the tasks are done and
     on any error, Ctrl-C or SIGTERM. ``timeout`` bounds the wait for the first worker (default: 600 s
-    for a LocalCluster, none for SLURM jobs, which may queue; jobs that fail are detected). Returns the
-    results in completion order.
+    for a LocalCluster, none for SLURM jobs, which may queue; jobs that fail are detected). Workers lost
+    after tasks started are handled by :func:`_collect_dask` (unfinished tasks fail with a message
+    once no worker is left; finished task files are kept). Returns the results in completion order.
     """
     indices = list(indices)
     if not indices:
         _say(log, "dask executor: nothing to run, every task is done or running")
         return []
-    from distributed import Client, LocalCluster, as_completed as dask_completed
+    from distributed import Client, LocalCluster
 
     opts = spec.dask
     scheduler = scheduler or opts.scheduler
@@ -265,8 +266,7 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
         futures = client.map(_dask_task, [spec] * len(indices), indices, threads_by_worker=by_worker,
                              default_threads=default, pure=False,
                              key=[f"blocksim-{spec.name}-{i}-{os.getpid()}-{time.time_ns()}" for i in indices])
-        for fut in dask_completed(futures):
-            res = fut.result()
+        for res in _collect_dask(spec, client, cluster, dict(zip(futures, indices)), jobqueue=jobqueue, log=log):
             results.append(res)
             if on_result is not None:
                 on_result(res)
@@ -280,6 +280,70 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
             if _in_main_thread():
                 signal.signal(signal.SIGTERM, old)
     return results
+
+
+def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: bool, log=print, poll: float = 0.5):
+    """Yield a :class:`TaskResult` per future as it finishes, watching for lost workers.
+
+    While some worker is connected dask itself moves the tasks of a dead worker to the others. When no
+    worker is left — for ``dask.lost_worker_timeout`` seconds, or at once for a SLURMCluster none of
+    whose worker jobs is queued or running (walltime, preemption) — the unfinished tasks are cancelled
+    and reported as failed with a message saying so; the files of finished tasks are not touched. A
+    task that dask gives up on (``KilledWorker``) is reported as failed too. A finished task whose
+    result dask lost with its worker is read from its file instead of being waited for.
+    """
+    lost_since = None
+    while pending:
+        # the client's event loop keeps each future's status current; polling it (rather than
+        # distributed.wait with a timeout) leaves no cancelled waiter behind to log an error
+        if not any(f.status in ("finished", "error", "cancelled") for f in pending):
+            time.sleep(poll)
+        # a "lost" future (its result lived on a worker that died) is not collected here: its result()
+        # would wait for a worker to recompute it; what it wrote to disk is read instead (_on_disk)
+        for fut in [f for f in pending if f.status in ("finished", "error", "cancelled")]:
+            index = pending.pop(fut)
+            try:
+                yield fut.result(timeout=30)
+            except Exception as exc:  # infrastructure failure; run_task returns its own errors
+                yield _on_disk(spec, index, f"dask: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        if not pending:
+            return
+        if _scheduler_workers(client):
+            lost_since = None
+            continue
+        now = time.monotonic()
+        lost_since = now if lost_since is None else lost_since
+        jobs_gone = False
+        if jobqueue and cluster is not None:
+            ids = [i for i in (getattr(j, "job_id", None) for j in list(cluster.workers.values())) if i]
+            jobs_gone = not any(slurm_job_active(i) for i in ids)
+        if jobs_gone or now - lost_since > spec.dask.lost_worker_timeout:
+            client.cancel(list(pending))
+            finished = [_on_disk(spec, i, "") for i in sorted(pending.values())]
+            yield from (r for r in finished if r.state == "done")
+            left = [r.index for r in finished if r.state != "done"]
+            if not left:
+                return
+            why = ("every SLURM job of the dask workers has ended" if jobs_gone else
+                   f"no dask worker has been connected for {spec.dask.lost_worker_timeout:g} s")
+            message = (f"dask executor: {why} (walltime, preemption or a crash?) with {len(left)} task(s) "
+                       "unfinished; finished task files are kept; run the sweep again to redo the rest")
+            _say(log, message + (f": tasks {array_ranges(left)}" if left else ""))
+            for index in left:
+                yield TaskResult(index, "failed", str(spec.output_path(spec.tasks[index])), message)
+            return
+
+
+def _on_disk(spec: SweepSpec, index: int, message: str) -> TaskResult:
+    """The result of task ``index`` read from its files: "done" when its final file exists (a finished
+    task whose result dask lost with its worker), else "failed" with ``message``."""
+    from .tasks import task_state
+
+    st = task_state(spec, spec.tasks[index])
+    if st.state == "done":
+        return TaskResult(index, "done", str(st.path), seconds=float(st.info.get("seconds", 0.0) or 0.0),
+                          numba_threads=int(st.info.get("numba_threads", 0) or 0))
+    return TaskResult(index, "failed", str(st.path), message)
 
 
 # ------------------------------------------------------------------------------------------- slurm
@@ -352,8 +416,50 @@ def check_partition(spec: SweepSpec, template_text: str) -> str | None:
     return part
 
 
+#: placeholders whose values are paths or commands (checked for control characters and, on #SBATCH
+#: lines, for the characters SLURM's script parser cannot quote)
+_PATH_VALUES = ("log_dir", "output_dir", "python", "sweep_file")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: inside #SBATCH lines sbatch honours double quotes and backslash escapes and expands %-patterns
+#: (%x, %A, ...) in --output; these cannot be passed through safely, so they are refused
+_SLURM_UNQUOTABLE = re.compile(r'["\\%]')
+_QUOTED_PLACEHOLDER = re.compile(r"""(["'])(\{\{\s*\w+\s*\}\})\1""")
+
+
+def check_script_value(field: str, value: str, *, sbatch_line: bool = False) -> str:
+    """Refuse a value that could change the meaning of the batch script; return it unchanged.
+
+    Control characters (newline, carriage return, tab, NUL, ...) are refused everywhere: a newline in a
+    path would start a new shell line. On ``#SBATCH`` lines ``"``, ``\\`` and ``%`` are refused too
+    (sbatch parses quotes and escapes there and expands ``%`` patterns in file names).
+    """
+    m = _CONTROL.search(value)
+    if m:
+        raise InputError(f"{field}: {value!r} contains the control character {m.group()!r}; paths and names "
+                         "that reach the batch script must be printable")
+    if sbatch_line:
+        m = _SLURM_UNQUOTABLE.search(value)
+        if m:
+            raise InputError(f"{field}: {value!r} contains {m.group()!r}, which an #SBATCH line cannot quote; "
+                             "move the sweep to a directory without '\"', '\\' or '%'")
+    return value
+
+
+def _slurm_quote(value: str) -> str:
+    """Double-quote a value for an #SBATCH line (checked by :func:`check_script_value` first)."""
+    return f'"{value}"'
+
+
 def render_sbatch(spec: SweepSpec, indices, *, python: str | None = None) -> str:
-    """The sbatch script for ``indices`` (a job array; the array index is the task index)."""
+    """The sbatch script for ``indices`` (a job array; the array index is the task index).
+
+    Values are never pasted raw: on shell lines every value is ``shlex.quote``-d, on ``#SBATCH`` lines it
+    is double-quoted for sbatch's own parser, and control characters (and what sbatch cannot quote) are
+    refused with an InputError. A placeholder written inside quotes in a custom template (``"{{x}}"``)
+    has those quotes replaced by the renderer's.
+    """
+    import shlex
+
     if spec.path is None:
         raise InputError("slurm executor: the sweep must come from a file (run-task reads it on the nodes)")
     template_path = _template_path(spec)
@@ -375,23 +481,43 @@ def render_sbatch(spec: SweepSpec, indices, *, python: str | None = None) -> str
                               "best-effort": "BEST_EFFORT"}[spec.hdf5_file_locking],
         "python": python or sys.executable,
         "sweep_file": str(spec.path),
-        "extra_directives": "\n".join(f"#SBATCH {e}" for e in spec.slurm.extra),
     }
+    fields = {"log_dir": "sweep.output_dir", "output_dir": "sweep.output_dir", "python": "python executable",
+              "sweep_file": "sweep file path", "job_name": "sweep.name"}
+    for key, value in values.items():
+        check_script_value(fields.get(key, f"slurm.{key}"), value)
+    extra = [check_script_value("slurm.extra", e) for e in spec.slurm.extra]
+
     lines = []
     for line in text.splitlines():
         if partition is None and "{{partition}}" in line.replace(" ", ""):
             continue  # no partition given: let SLURM use its default
         if "{{hdf5_file_locking}}" in line.replace(" ", "") and not values["hdf5_file_locking"]:
             continue
+        if line.strip().replace(" ", "") == "{{extra_directives}}":
+            lines.extend(f"#SBATCH {e}" for e in extra)
+            continue
         lines.append(line)
 
-    def sub(m):
-        if m.group(1) not in values:
-            raise InputError(f"slurm.template: unknown placeholder {{{{{m.group(1)}}}}} in {template_path}"
-                             + suggest(m.group(1), values))
-        return values[m.group(1)]
+    def render_line(line: str) -> str:
+        sbatch = line.lstrip().startswith("#SBATCH")
 
-    return _PLACEHOLDER.sub(sub, "\n".join(lines) + "\n")
+        def sub(m):
+            key = m.group(1)
+            if key not in values:
+                raise InputError(f"slurm.template: unknown placeholder {{{{{key}}}}} in {template_path}"
+                                 + suggest(key, values))
+            value = values[key]
+            if sbatch and key in _PATH_VALUES:
+                return _slurm_quote(check_script_value(fields[key], value, sbatch_line=True))
+            if sbatch:
+                return value  # names, times, sizes, counts: validated by the sweep spec's patterns
+            return shlex.quote(value)
+
+        line = _QUOTED_PLACEHOLDER.sub(lambda m: m.group(2), line)
+        return _PLACEHOLDER.sub(sub, line)
+
+    return "\n".join(render_line(line) for line in lines) + "\n"
 
 
 def _slurm_cmd(name: str) -> str:

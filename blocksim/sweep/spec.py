@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -61,6 +62,28 @@ SWEEP_KEYS = (
 )
 FILE_LOCKING = ("auto", "true", "false", "best-effort")
 _SAFE = re.compile(r"[^A-Za-z0-9_.+\-=]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def resolve_runner(path: str):
+    """Import ``sweep.runner`` (``"module:function"``) and return the callable; InputError if it cannot be.
+
+    This imports and later calls arbitrary code named by the sweep file: a sweep file is trusted like
+    a script (docs/sweeps.md, "Security").
+    """
+    import importlib
+
+    module, _, name = path.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"sweep.runner: cannot import {path!r} ({' '.join(str(exc).split())})") from None
+    except Exception as exc:  # the module itself failed while being imported
+        raise InputError(f"sweep.runner: importing {path!r} failed ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from None
+    if not callable(fn):
+        raise InputError(f"sweep.runner: {path!r} is not callable")
+    return fn
 
 
 @dataclass(frozen=True)
@@ -112,6 +135,9 @@ class DaskOptions:
     n_workers : workers of a started LocalCluster, or jobs of a SLURMCluster.
     threads_per_worker : dask threads per worker process (tasks run concurrently in one worker).
     jobqueue : keyword arguments passed to ``dask_jobqueue.SLURMCluster`` (cores, memory, queue, ...).
+    lost_worker_timeout : seconds without any connected worker, after tasks were submitted, before the
+        sweep gives up on its unfinished tasks (SLURMCluster: as soon as none of its worker jobs is
+        still queued or running).
     """
 
     scheduler: str | None = None
@@ -119,6 +145,7 @@ class DaskOptions:
     n_workers: int | None = None
     threads_per_worker: int = 1
     jobqueue: tuple[tuple[str, Any], ...] = ()
+    lost_worker_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -239,12 +266,17 @@ def load_spec(source, *, validate_configs: bool = True) -> SweepSpec:
         data, text = source, ""
         base_dir = Path.cwd()
     else:
-        s = str(source)
-        if "\n" not in s and (s.endswith(".toml") or Path(s).exists()):
+        s = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+        if isinstance(source, os.PathLike) or ("\n" not in s and (s.endswith(".toml") or Path(s).exists())):
             path = Path(s).resolve()
             if not path.is_file():
                 raise InputError(f"sweep file: {s!r} does not exist")
-            text = path.read_text()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"sweep file: {s!r} cannot be read ({exc.strerror or exc})") from None
+            except UnicodeDecodeError:
+                raise InputError(f"sweep file: {s!r} is not a UTF-8 text file") from None
             base_dir = path.parent
         else:
             text, base_dir = s, Path.cwd()
@@ -259,15 +291,20 @@ def load_spec(source, *, validate_configs: bool = True) -> SweepSpec:
     _check_keys(sw, SWEEP_KEYS, "sweep")
 
     name = _get(sw, "name", str, "sweep", "sweep")
-    if not name or _SAFE.sub("", name) != name:
-        raise InputError(f"sweep.name: {name!r} must be non-empty and use only letters, digits and _ . + - =")
-    output_dir = Path(_get(sw, "output_dir", str, f"out/{name}", "sweep"))
+    if not name or _SAFE.sub("", name) != name or name.startswith("."):
+        raise InputError(f"sweep.name: {name!r} must be non-empty, use only letters, digits and _ . + - = "
+                         "and not start with '.'")
+    output_dir_text = _get(sw, "output_dir", str, f"out/{name}", "sweep")
+    if _CONTROL.search(output_dir_text) or not output_dir_text.strip():
+        raise InputError(f"sweep.output_dir: {output_dir_text!r} must be a non-empty path without control "
+                         "characters (line breaks, tabs, ...)")
+    output_dir = Path(output_dir_text)
     output_dir = (base_dir / output_dir).resolve() if not output_dir.is_absolute() else output_dir
     entropy = _get(sw, "entropy", int, None, "sweep")
     if entropy is None:
         raise InputError("sweep.entropy: missing (give a non-negative integer, the root of all task seeds)")
-    if entropy < 0:
-        raise InputError(f"sweep.entropy: {entropy} must be a non-negative integer")
+    if not 0 <= entropy < 2**64:
+        raise InputError(f"sweep.entropy: {entropy} must be an integer with 0 <= entropy < 2^64")
     replicates = _get(sw, "replicates", int, 1, "sweep")
     if replicates < 1:
         raise InputError(f"sweep.replicates: {replicates} must be >= 1")
@@ -283,6 +320,7 @@ def load_spec(source, *, validate_configs: bool = True) -> SweepSpec:
     runner = _get(sw, "runner", str, "blocksim:run", "sweep")
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", runner):
         raise InputError(f"sweep.runner: {runner!r} must be an import path 'module:function'")
+    resolve_runner(runner)  # imported now (trusted code, docs/sweeps.md "Security"), not first in every task
 
     base, base_source = _load_base(data.get("base"), base_dir)
     grid = _parse_lists(data.get("grid"), "grid")
@@ -511,8 +549,11 @@ def _local_options(table) -> LocalOptions:
 
 def _dask_options(table) -> DaskOptions:
     _check_table(table, "[dask]")
-    valid = ("scheduler", "cluster", "n_workers", "threads_per_worker", "jobqueue")
+    valid = ("scheduler", "cluster", "n_workers", "threads_per_worker", "jobqueue", "lost_worker_timeout")
     _check_keys(table, valid, "dask")
+    lost = table.get("lost_worker_timeout", 120.0)
+    if isinstance(lost, bool) or not isinstance(lost, (int, float)) or not 0 < lost < 1e9:
+        raise InputError(f"dask.lost_worker_timeout: {lost!r} must be a number of seconds > 0")
     cluster = _get(table, "cluster", str, "local", "dask")
     if cluster not in ("local", "slurm"):
         raise InputError(f"dask.cluster: {cluster!r} is not one of local, slurm{suggest(cluster, ('local', 'slurm'))}")
@@ -524,6 +565,7 @@ def _dask_options(table) -> DaskOptions:
         n_workers=_positive(table.get("n_workers"), "dask.n_workers"),
         threads_per_worker=_positive(table.get("threads_per_worker", 1), "dask.threads_per_worker", False),
         jobqueue=tuple(jobqueue.items()),
+        lost_worker_timeout=float(lost),
     )
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import importlib
 import json
 import os
 import signal
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..outputlock import lock_path
 from .spec import SweepSpec, Task, load_spec, task_config
 
 __all__ = [
@@ -195,11 +195,9 @@ def task_state(spec: SweepSpec, task: Task) -> TaskState:
 
 # ------------------------------------------------------------------------------------ running
 def _resolve_runner(path: str):
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"sweep.runner: cannot import {path!r}: {exc}") from None
+    from .spec import resolve_runner
+
+    return resolve_runner(path)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -272,6 +270,9 @@ def _run_locked(spec, task, final: Path, part: Path, threads: int, raise_errors:
         config = task_config(spec, task, threads)
         resume = spec.resume_partial and part.is_file()
         runner = _resolve_runner(spec.runner)
+        # this process holds the task's flock, so an output lock left beside the file belongs to a task
+        # process that died (possibly on another node, where its pid cannot be checked): remove it
+        lock_path(final).unlink(missing_ok=True)
         try:
             # the one call into blocksim.run: it writes NAME.h5.part and renames it to NAME.h5 on success
             runner(config, output=final, resume=resume, force=True)

@@ -11,7 +11,7 @@ independent of the volume V (Im χ̃ carries 1/V). The numerical terms are
 * Ė^super — the solved super block (:class:`blocksim.spectra.Spectrum`);
 * Ė^(1) — the members on their own (Eq. 3.4; equals Ė^super at g = 0);
 * Ė^(2)_num — the ΔΛ term: the strain changes the separations r → r + e·r, so Λ changes by ΔΛ
-  (Eq. 2.17, :func:`blocksim.coupling.delta_lambda`) and the operator Σ_{s≠s'} ΔΛ^(ss') T^(s) T^(s')
+  (Eq. 2.17, :func:`blocksim.model.coupling.delta_lambda`) and the operator Σ_{s≠s'} ΔΛ^(ss') T^(s) T^(s')
   creates pairs |s m, s' m'⟩ out of the ground state with amplitude 2 u^(s)·gΔΛ·u^(s'), at
   ω = E_m^(s) + E_m'^(s') (the convolution structure of Eq. 3.5). Populations: p_0^(s) p_0^(s')
   (independent members); thermally activated pair transitions are omitted (documented approximation);
@@ -19,7 +19,7 @@ independent of the volume V (Im χ̃ carries 1/V). The numerical terms are
 
 Next to them the analytic estimates of [ZL]: Ė^(2) (Eq. 3.5), Ė^(3) with a user K (Eq. 3.6) and V̇
 (Eq. 3.7), evaluated with the members' ensemble-averaged Im χ̃ and Re χ̃ (per block volume) through
-:mod:`blocksim.recursion`.
+:mod:`blocksim.theory.recursion`.
 """
 
 from __future__ import annotations
