@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tree-shard", default=None, metavar="I/N",
                         help="'tree' only: build the samples of shard I of N into OUT.h5.samples/ and stop (a SLURM "
                              "array task: I = $SLURM_ARRAY_TASK_ID); a later run (or --resume) merges them")
+    parser.add_argument("--dask", default=None, metavar="SCHEDULER",
+                        help="'tree' only: build the samples on the workers of this dask scheduler (tcp://host:port); "
+                             "same file")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output and no table")
 
@@ -86,7 +89,16 @@ def command(args) -> int:
             if not args.quiet:
                 print(f"wrote the samples of shard {shard[0]}/{shard[1]} to {where}")
             return 0
-        path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress, workers=args.workers)
+        if args.dask is not None:
+            if cfg.rg.pool_strategy != "tree":
+                raise InputError(f"--dask = {args.dask!r}: needs rg.pool_strategy = 'tree'")
+            from distributed import Client
+
+            with Client(args.dask) as client:
+                path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress, client=client)
+        else:
+            path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress,
+                       workers=args.workers)
     except RunInterrupted as exc:
         where = f"; partial file {exc.path} (continue with --resume)" if exc.path else ""
         print(f"blocksim: {exc}{where}", file=sys.stderr)

@@ -3,6 +3,9 @@ same files, bit for bit, as the local process pool."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from blocksim.sweep import load_spec
@@ -55,4 +58,13 @@ def test_tree_run_on_a_dask_local_cluster_is_the_single_process_file(tmp_path):
                       dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
         out = rg.run(cfg, tmp_path / "dask.h5", client=client)
         assert len(client.scheduler_info()["workers"]) == 2
+        # the same from the shell: blocksim run --dask SCHEDULER
+        conf = tmp_path / "tree.toml"
+        conf.write_text(cfg.to_toml())
+        proc = subprocess.run([sys.executable, "-m", "blocksim.cli", "run", str(conf), "-o", str(tmp_path / "cli.h5"),
+                               "--dask", cluster.scheduler_address, "--no-plot"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "4 to build with dask" in proc.stderr
     assert_same_datasets(ref, out)
+    assert_same_datasets(ref, tmp_path / "cli.h5")
