@@ -135,6 +135,8 @@ def test_tree_same_file_for_any_workers_and_shards(tmp_path):
     one = rg.run(cfg, tmp_path / "one.h5")
     two = rg.run(cfg, tmp_path / "two.h5", workers=2)
     assert_same_datasets(one, two)
+    threads = rg.run(load_config(cfg, {"run.numba_threads": 1}), tmp_path / "threads.h5")
+    assert_same_datasets(one, threads)
     # three shards (one of them with two workers), then a run that merges them
     for i in range(3):
         rg.run(cfg, tmp_path / "sh.h5", shard=(i, 3), workers=2 if i == 1 else 1)
