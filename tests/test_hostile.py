@@ -579,7 +579,8 @@ def test_wrong_dask_lost_workers_fail_unfinished_tasks_keep_finished(tmp_path):
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     try:
         procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                       "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+                                       "--port", "0", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                                       "--scheduler-file", str(sched_file)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
         _wait_for(lambda: sched_file.exists() and sched_file.read_text().rstrip().endswith("}"), 120,
                   "the dask scheduler")

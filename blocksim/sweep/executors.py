@@ -253,7 +253,8 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
             n = n_workers or opts.n_workers or max(1, cores // (tpw * spec.numba_threads))
             threads = numba_threads_for(spec, n * tpw, cores)
             cluster = LocalCluster(n_workers=n, threads_per_worker=tpw, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, env={"NUMBA_NUM_THREADS": str(threads)})
+                                   dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server on a free port
+                                   env={"NUMBA_NUM_THREADS": str(threads)})
             client = Client(cluster)
             what = f"LocalCluster with {n} worker process(es) x {tpw} thread(s)"
         _wait_for_dask_workers(client, cluster, jobqueue=jobqueue,
