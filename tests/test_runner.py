@@ -57,6 +57,7 @@ n0 = 2
 steps = 6
 pool_size = 96
 pool_strategy = "resample"
+samples = 1
 n_keep = 3
 diversity_warn = 0.0
 [solver]
