@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 # The numba kernels' Python bodies (prange as range, no compilation): the kernel tests under NUMBA_DISABLE_JIT=1.
-KERNEL_TESTS = tests/test_coupling.py tests/test_perturbative.py tests/test_large_lattice.py
+KERNEL_TESTS = tests/test_coupling.py tests/test_perturbative.py tests/test_large_lattice.py tests/test_batch.py
 test-nojit: $(STAMP)
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider $(KERNEL_TESTS)
 

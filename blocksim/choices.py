@@ -46,7 +46,7 @@ FORMS = ("zhou-leggett", "joffrin-levelut")
 #: Super-block solvers of :func:`blocksim.spectra.solve` (``solver.method``).
 SOLVERS = ("perturbative", "sector", "exact")
 #: RG pool strategies (BRIEF §1b "Pool collapse").
-POOL_STRATEGIES = ("partition", "resample")
+POOL_STRATEGIES = ("partition", "resample", "tree")
 #: Truncations of a super block: lowest n_keep levels, or an energy window.
 TRUNCATIONS = ("lowest", "window")
 #: Line shapes of the response functions (binned spectral weight, Lorentzian, Gaussian).

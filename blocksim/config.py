@@ -199,8 +199,17 @@ class RGConfig:
     pool_size: int = _f(16, "pool size P: blocks in the final pool ('partition') or in every pool "
                         "('resample')", kind="int", check=_ge(1))
     pool_strategy: str = _f("partition", "'partition' (every block used once; initial pool "
-                            "P·N0^(3K)) or 'resample' (fixed P, with replacement)", kind="str",
+                            "P·N0^(3K)), 'resample' (fixed P, with replacement; rg.samples independent "
+                            "replicate pools) or 'tree' (rg.samples independent trees of N0^(3K) bare "
+                            "blocks, built depth first; needs explicit omega_min and omega_max)", kind="str",
                             choices=POOL_STRATEGIES)
+    samples: int = _f(16, "independent samples: 'tree' = number of trees (final blocks); 'resample' = number "
+                      "of independent replicate pools of rg.pool_size blocks (errors from their spread); "
+                      "'partition' ignores it (its super blocks are independent)", kind="int",
+                      check=_range(1, 1_000_000))
+    min_effective_samples: int = _f(16, "a step whose effective number of independent samples is below this "
+                                    "is marked unreliable: its errors are NaN and the run warns", kind="int",
+                                    check=_ge(2))
     n_keep: int = _f(3, "levels kept per truncated super block (ground state included)", kind="int",
                      check=_ge(2))
     truncation: str = _f("lowest", "truncation rule: 'lowest' n_keep levels (Wilson style) or 'window' "
@@ -232,6 +241,9 @@ class SolverConfig:
                                     "(0 < x < 1)", kind="float", check=_open01)
     include_doubles: bool = _f(False, "include double excitations as states (not only as admixture)",
                                kind="bool")
+    batched: bool = _f(True, "solve all super blocks of a step in one numba call where possible "
+                       "('perturbative', N0 ≤ 4; results bit-identical); false forces the per-super-block "
+                       "path", kind="bool")
 
 
 @dataclass(frozen=True)
@@ -316,7 +328,9 @@ class Config:
         k, p, m = self.n_steps, self.rg.pool_size, self.members
         if self.rg.pool_strategy == "partition":
             return [p * m ** (k - i) for i in range(k + 1)]
-        return [p] * (k + 1)
+        if self.rg.pool_strategy == "tree":
+            return [self.rg.samples * m ** (k - i) for i in range(k + 1)]
+        return [p * self.rg.samples] * (k + 1)
 
     @property
     def reference_temperature(self) -> float:
@@ -543,6 +557,12 @@ def _cross_check(cfg: Config) -> None:
                 f"rg.pool_size = {rg.pool_size}: the 'partition' initial pool P·N0^(3K) = "
                 f"{rg.pool_size}·{members}^{k} = {p0} must be ≤ rg.max_initial_pool = {rg.max_initial_pool}"
             )
+    elif rg.pool_strategy == "tree":
+        for name in ("omega_min", "omega_max"):
+            if getattr(obs, name) == "auto":
+                raise InputError(
+                    f"observables.{name} = 'auto': must be a number for rg.pool_strategy = 'tree' (the grid is "
+                    f"fixed before the trees are built), e.g. observables.omega_min = 1e-3, omega_max = 10")
     elif rg.pool_size < members:
         raise InputError(f"rg.pool_size = {rg.pool_size}: must be ≥ N0³ = {members} for 'resample'")
     if obs.reference_temperature is not None and obs.reference_temperature not in obs.temperatures:

@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. -s rg.steps=4 -s solver.method=exact "
                              "(TOML value syntax; repeatable)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="rg.pool_strategy = 'tree': build the samples on this many processes (same file)")
+    parser.add_argument("--tree-shard", default=None, metavar="I/N",
+                        help="'tree' only: build the samples of shard I of N into OUT.h5.samples/ and stop (a SLURM "
+                             "array task: I = $SLURM_ARRAY_TASK_ID); a later run (or --resume) merges them")
+    parser.add_argument("--dask", default=None, metavar="SCHEDULER",
+                        help="'tree' only: build the samples on the workers of this dask scheduler (tcp://host:port); "
+                             "same file")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output and no table")
 
@@ -50,6 +58,8 @@ def format_table(path) -> str:
             f"{int(s['step'][i]):>4}  {s['scale_L_out'][i]:>6g}  {s['coupling_g'][i]:>10.4g}  "
             f"{s['mb_ratio'][i]:>8.4f} ± {s['mb_ratio_err'][i]:<7.4f}  "
             f"{s['mb_ratio_pool'][i]:>8.4f} ± {s['mb_ratio_pool_err'][i]:<7.4f}  {cfg.model.cl_over_ct:>7.4g}"
+            + ("" if "reliable" not in s or s["reliable"][i] else
+               f"  unreliable (n_eff = {int(s['n_effective'][i])} < {cfg.rg.min_effective_samples})")
         )
     lines.append(f"bare γ_l/γ_t = {cfg.model.mb_bare:g}; MB = powder-averaged sqrt(∫Im χ_l/∫Im χ_t) over the "
                  f"reference band at T = {cfg.reference_temperature:g} E*")
@@ -59,13 +69,36 @@ def format_table(path) -> str:
 def command(args) -> int:
     """Run ``blocksim run``; returns the exit code."""
     from .config import load_config
+    from .errors import InputError
     from .rg import RunInterrupted, run
 
     _log_to_stderr()
     cfg = load_config(Path(args.config), args.overrides)
     progress = "none" if args.quiet else None
+    if args.workers < 1:
+        raise InputError(f"--workers = {args.workers}: must be ≥ 1")
+    shard = None
+    if args.tree_shard is not None:
+        parts = args.tree_shard.split("/")
+        if len(parts) != 2 or not all(x.strip().isdigit() for x in parts):
+            raise InputError(f"--tree-shard = {args.tree_shard!r}: must be I/N (e.g. 3/16)")
+        shard = (int(parts[0]), int(parts[1]))
     try:
-        path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress)
+        if shard is not None:
+            where = run(cfg, args.output, shard=shard, workers=args.workers)
+            if not args.quiet:
+                print(f"wrote the samples of shard {shard[0]}/{shard[1]} to {where}")
+            return 0
+        if args.dask is not None:
+            if cfg.rg.pool_strategy != "tree":
+                raise InputError(f"--dask = {args.dask!r}: needs rg.pool_strategy = 'tree'")
+            from distributed import Client
+
+            with Client(args.dask) as client:
+                path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress, client=client)
+        else:
+            path = run(cfg, args.output, resume=args.resume, force=args.force, progress=progress,
+                       workers=args.workers)
     except RunInterrupted as exc:
         where = f"; partial file {exc.path} (continue with --resume)" if exc.path else ""
         print(f"blocksim: {exc}{where}", file=sys.stderr)

@@ -16,6 +16,7 @@ RATIO_KEYS = [
     "pt_sector_n02_n3_ratio",
     "exact_n02_n2_overhead", "exact_n02_n2_lapack_share",
     "scaling_n2_exponent", "scaling_n4_exponent",
+    "rg_batch_speedup",
 ]
 
 
@@ -31,7 +32,7 @@ def test_bench_quick_json(tmp_path):
     assert "blocksim bench (quick)" in table
     for label in ("pair-coupling table N0=8", "pair sums N0=6 n=2", "sector ED / perturbative",
                   "total / eigh+eigsh", "cost exponent in N, n=4", "largest N0 solved in 60 s, n=2",
-                  "quickstart RG run", "sweep speedup"):
+                  "quickstart RG run", "sweep speedup", "per-super-block / batched"):
         assert label in table, label
     report = json.loads(out.read_text())
     assert set(report) == {"meta", "results", "rows"}

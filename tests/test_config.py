@@ -45,6 +45,8 @@ n0 = 3
 r_over_l1 = 81.0
 pool_size = 40
 pool_strategy = "resample"
+samples = 3
+min_effective_samples = 2
 n_keep = 4
 [solver]
 method = "sector"
@@ -68,7 +70,7 @@ output = "out/x \\"quoted\\".h5"
     cfg = load_config(text)
     assert cfg.model.levels == 4
     assert cfg.n_steps == 4  # round(log_3 81)
-    assert cfg.pool_sizes() == [40] * 5
+    assert cfg.pool_sizes() == [120] * 5  # 3 replicate pools of 40
     again = load_config(cfg.to_toml())
     assert again == cfg
     assert again.run.output == 'out/x "quoted".h5'

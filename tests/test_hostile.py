@@ -395,6 +395,7 @@ def test_bad_config_path_with_equals_sign(tmp_path, capsys):
     assert cli("run", cfg, "-o", tmp_path / "g.h5", "--no-plot", "-q") == 0
     with open_trajectory(tmp_path / "g.h5") as tr:
         assert tr.run_config.model.coupling == 0.02
+    capsys.readouterr()  # the first run's warnings (its last step has 4 < rg.min_effective_samples samples)
     assert cli("run", tmp_path / "g=0.2.toml", "-o", tmp_path / "h.h5") == 2
     one_line_error(capsys, "file not found")
     from blocksim.config import load_config
@@ -539,6 +540,7 @@ def test_wrong_analyze_partial_flag_warns(tiny, tmp_path, capsys):
 def test_wrong_analyze_one_step_file_refused_before_writing(tmp_path, capsys):
     (tmp_path / "one.toml").write_text(TINY.replace("steps = 2", "steps = 1"))
     assert cli("run", tmp_path / "one.toml", "-o", tmp_path / "one.h5", "--no-plot", "-q") == 0
+    capsys.readouterr()  # the run's warnings (4 < rg.min_effective_samples samples)
     (tmp_path / "an").mkdir()
     assert cli("analyze", tmp_path / "one.h5", "-o", tmp_path / "an") == 2
     one_line_error(capsys, "2 steps")

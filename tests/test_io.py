@@ -18,6 +18,7 @@ def _values(p_in=16, p_out=2, n=3, n_keep=2, n_t=2, n_w=5, n_dir=2):
         "omega": np.geomspace(0.1, 1, n_w), "omega_edges": np.geomspace(0.08, 1.2, n_w + 1),
         "temperature": np.array([0.02, 0.1])[:n_t],
         "mb_ratio": 1.5, "mb_ratio_err": 0.01, "mb_ratio_pool": 1.49, "mb_ratio_pool_err": 0.02,
+        "n_effective": p_out, "reliable": True,
         "directions": ["100", "111"][:n_dir],
         "mb_ratio_dir": np.ones(n_dir), "mb_ratio_dir_err": np.zeros(n_dir),
         "reference_temperature": 0.02, "reference_band": np.array([0.1, 1.0]),

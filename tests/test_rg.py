@@ -33,10 +33,22 @@ def test_partition_members_use_every_block_once():
 
 
 def test_resample_members_shape_and_range():
-    cfg = _cfg(**{"rg.pool_strategy": "resample", "rg.pool_size": 20})
+    cfg = _cfg(**{"rg.pool_strategy": "resample", "rg.pool_size": 20, "rg.samples": 1})
     members = rg.step_members(cfg, 4, 20)
     assert members.shape == (20, 8)
     assert members.min() >= 0 and members.max() < 20
+
+
+def test_resample_replicates_draw_only_from_their_own_pool():
+    cfg = _cfg(**{"rg.pool_strategy": "resample", "rg.pool_size": 20, "rg.samples": 3})
+    assert cfg.pool_sizes() == [60] * 3
+    members = rg.step_members(cfg, 1, 60)
+    assert members.shape == (60, 8)
+    for r in range(3):
+        block = members[20 * r : 20 * (r + 1)]
+        assert block.min() >= 20 * r and block.max() < 20 * (r + 1)
+    one = rg.step_members(load_config(cfg, {"rg.samples": 1}), 1, 20)
+    assert np.array_equal(one, members[:20])  # replicate 0 is the single-pool draw
 
 
 def test_streams_depend_on_identity_not_call_order():
@@ -68,7 +80,7 @@ def null_run(tmp_path_factory):
         {
             "model": {"block": "generic", "n": 3, "mb_bare": 1.5, "cl_over_ct": 1.6, "coupling": 0.0},
             "lattice": {"n0": 2},
-            "rg": {"steps": 3, "pool_size": 12, "pool_strategy": "partition", "n_keep": 3},
+            "rg": {"steps": 3, "pool_size": 16, "pool_strategy": "partition", "n_keep": 3},
             "solver": {"method": "perturbative"},
             "observables": {"temperatures": [0.02, 0.1], "omega_points": 24},
             "run": {"seed": 11, "progress": "none"},
@@ -129,14 +141,14 @@ def test_partition_pool_chain_and_diversity(null_run):
         steps = tr.steps
         final = tr.final_pool
     sizes = [s.pool_energies.shape[0] for s in steps]
-    assert sizes == [12 * 512, 12 * 64, 12 * 8]
+    assert sizes == [16 * 512, 16 * 64, 16 * 8]
     for a, b in zip(steps, steps[1:]):
         assert np.array_equal(a.superblock_energies, b.pool_energies)
         assert np.array_equal(a.superblock_stress, b.pool_stress)
     assert np.array_equal(final[0], steps[-1].superblock_energies)
     for s in steps:
         # partition: every initial block is an ancestor, every lineage distinct
-        assert s.diagnostics["pool_distinct_ancestors"] == 12 * 512
+        assert s.diagnostics["pool_distinct_ancestors"] == 16 * 512
         assert s.diagnostics["pool_distinct_lineages"] == s.pool_energies.shape[0]
         assert s.diagnostics["pool_collapsed"] == 0
         assert 0.0 <= s.diagnostics["isotropy_residual"] < 0.2

@@ -57,10 +57,12 @@ n0 = 2
 steps = 6
 pool_size = 96
 pool_strategy = "resample"
+samples = 1
 n_keep = 3
 diversity_warn = 0.0
 [solver]
 method = "perturbative"
+batched = false  # the per-super-block path: slow enough to be killed between steps
 [observables]
 temperatures = [0.02, 0.1]
 omega_points = 12

@@ -190,3 +190,47 @@ def test_dask_slurmcluster_failures_are_reported_and_cleaned_up(slurm, tmp_path)
     assert wait_queue_empty(slurm, "dkjq") == ""
     spec = load_spec(dead)
     assert {task_state(spec, t).state for t in spec.tasks} == {"missing"}
+
+
+TREE_DOC_MARKER = "<!-- tested by tests/test_slurm.py::test_tree_run_over_a_slurm_array -->"
+
+
+def test_tree_run_over_a_slurm_array(slurm, tmp_path):
+    """The K = 9–10 recipe of docs/tree.md on the test cluster (K = 2, 5 samples, 3 array tasks): the array
+    builds the shards, a dependent job merges them, and the file is the single-process file, dataset for
+    dataset."""
+    from blocksim import rg
+    from blocksim.config import load_config
+    from test_tree import assert_same_datasets
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "tree.md").read_text()
+    after = doc.split(TREE_DOC_MARKER, 1)[1]
+    script, submit = (block.split("```", 1)[0] for block in after.split("```bash\n")[1:3])
+    cli = f"{sys.executable} -m blocksim.cli "
+    script = (script.replace("--array=0-63", "--array=0-2").replace("/64", "/3").replace("blocksim run ", cli + "run ")
+              .replace("--time=48:00:00", "--time=00:05:00").replace("--mem=1G", "--mem=300M"))
+    assert "--tree-shard ${SLURM_ARRAY_TASK_ID}/3" in script
+    (tmp_path / "tree-array.sbatch").write_text(script)
+    cfg = load_config({"rg": {"pool_strategy": "tree", "steps": 2, "samples": 5, "min_effective_samples": 4},
+                       "observables": {"temperatures": [0.05], "omega_points": 8, "omega_min": 1e-3,
+                                       "omega_max": 10.0},
+                       "run": {"seed": 9, "progress": "none"}})
+    (tmp_path / "tree.toml").write_text(cfg.to_toml())
+    ref = rg.run(cfg, tmp_path / "ref.h5")
+
+    env = dict(slurm.env, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    lines = [line for line in submit.strip().splitlines() if line.strip()]
+    assert lines[0] == "job=$(sbatch --parsable tree-array.sbatch)"
+    merge = lines[1].replace("blocksim run ", cli + "run ")
+    text = f"set -e\n{lines[0]}\n{merge}\necho $job\n"
+    proc = subprocess.run(["bash", "-c", text], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    deadline = time.monotonic() + 240
+    while slurm.run("squeue", "-h", "-o", "%i %T", check=False).stdout.strip():
+        assert time.monotonic() < deadline, slurm.run("squeue", check=False).stdout
+        time.sleep(0.5)
+    out = tmp_path / "tree.h5"
+    assert out.is_file(), [p.read_text() for p in tmp_path.glob("slurm-*.out")]
+    logs = sorted(tmp_path.glob("slurm-*.out"))
+    assert len(logs) == 4  # three array tasks and the merge job
+    assert_same_datasets(ref, out)

@@ -40,8 +40,10 @@ temperatures = [0.1]
 omega_points = 8
 """
 
-#: a slower run (for killing tasks midway): more steps and a bigger pool.
-SLOW_BASE = TINY_BASE.replace("steps = 1", "steps = 2").replace("pool_size = 1", "pool_size = 2")
+#: a slower run (for killing tasks midway): more steps, a bigger pool and the per-super-block solver
+#: path (the batched one finishes before a signal can arrive).
+SLOW_BASE = (TINY_BASE.replace("steps = 1", "steps = 2").replace("pool_size = 1", "pool_size = 2")
+             + "[solver]\nbatched = false\n")
 
 
 

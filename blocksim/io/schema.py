@@ -107,8 +107,10 @@ _A_IM = ("transitions from the ground state: strengths first order in g; thermal
 _A_RE = ("as im_chi_* (same spectral sum; for line = 'bins' the Hilbert transform of the binned line at the bin "
          "centres)")
 _A_POOL_MB = "exact for the stored pool (uncoupled blocks)"
-_A_ERR = "statistical (delete-one jackknife over super blocks); NaN when fewer than two samples"
-_A_ERR_POOL = "statistical (delete-one jackknife over pool blocks); NaN when fewer than two samples"
+_A_ERR = ("statistical (delete-one jackknife over independent units: partition super blocks, resample replicate "
+          "pools, tree subtrees); NaN when n_effective < rg.min_effective_samples")
+_A_ERR_POOL = ("statistical (delete-one jackknife over independent units of the pool); NaN when they are fewer than "
+               "rg.min_effective_samples")
 _A_DIAG = "exact counts and sums of the quantities of the step"
 _A_FINAL = "as superblocks/* of the last step"
 
@@ -139,6 +141,11 @@ STEP = (
             "super blocks of this step (scale_L_out)", accuracy=_A_IM, required=True),
     Dataset("mb_ratio_err", "mb_ratio_err", _F, "()", "1",
             "jackknife standard error of mb_ratio over the super blocks", accuracy=_A_ERR, required=True),
+    Dataset("n_effective", "n_effective", _I, "()", "1",
+            "independent samples behind the step's errors (see rg.min_effective_samples)", accuracy=_A_DEFINITION),
+    Dataset("reliable", "reliable", _B, "()", "1",
+            "1 if n_effective ≥ rg.min_effective_samples, else 0 and every error of the step is NaN",
+            accuracy=_A_DEFINITION),
     Dataset("mb_ratio_pool", "mb_ratio_pool", _F, "()", "1",
             "the same MB reference for the pool blocks entering this step (scale_L), uncoupled", accuracy=_A_POOL_MB),
     Dataset("mb_ratio_pool_err", "mb_ratio_pool_err", _F, "()", "1",
@@ -160,9 +167,11 @@ STEP = (
     Dataset("reference_band", "reference/band", _F, "[2]", "E*", "[ω_lo, ω_hi] band of the MB reference", accuracy=_A_DEFINITION),
     Dataset("weight_tensor", "reference/weight_tensor", _F, "[P_out, 6, 6]", "T*^2",
             "per super block W_ab = ∫_band Im χ_ab dω at the reference temperature, sharp lines [P_out, 6, 6] "
-            "(Mandel)", accuracy=_A_IM),
-    Dataset("weight_l", "reference/weight_l", _F, _PER_SB, "T*^2", "per super block powder W_l [P_out]", accuracy=_A_IM),
-    Dataset("weight_t", "reference/weight_t", _F, _PER_SB, "T*^2", "per super block powder W_t [P_out]", accuracy=_A_IM),
+            "(Mandel); 'tree': per jackknife unit (subtree), mean per super block [n_effective, 6, 6]", accuracy=_A_IM),
+    Dataset("weight_l", "reference/weight_l", _F, _PER_SB, "T*^2",
+            "per super block powder W_l [P_out] ('tree': per jackknife unit, as weight_tensor)", accuracy=_A_IM),
+    Dataset("weight_t", "reference/weight_t", _F, _PER_SB, "T*^2",
+            "per super block powder W_t [P_out] ('tree': per jackknife unit, as weight_tensor)", accuracy=_A_IM),
     Dataset("pool_energies", "pool/energies", _F, "[P_k, n_k]", "E*",
             "levels of the pool blocks entering this step [P_k, n_k], ground 0", accuracy=_A_POOL, required=True),
     Dataset("pool_stress", "pool/stress", _F, "[P_k, 6, n_k, n_k]", "T*",
@@ -278,6 +287,11 @@ SUMMARY = (
     Dataset("double_in_window_count", "double_in_window_count", _I, "[K]", "1",
             "super blocks with a double excitation inside the kept window",
             source="diagnostics/double_in_window_count"),
+    Dataset("n_effective", "n_effective", _I, "[K]", "1", "independent samples behind the errors of step k",
+            source="n_effective"),
+    Dataset("reliable", "reliable", _B, "[K]", "1",
+            "1 if step k has ≥ rg.min_effective_samples independent samples; 0: its errors are NaN",
+            source="reliable"),
     Dataset("directions", "directions", _S, "[n_dir]", "1", "directions of mb_ratio_dir", source="directions"),
 )
 
@@ -294,6 +308,8 @@ FINAL_POOL = (
 
 #: The value of the root attribute ``stream_keys`` (the random streams of :mod:`blocksim.rg`).
 STREAM_KEYS = ("initial pool (0,); members of step k (1, k); rotations of super block j of step k (2, k, j); "
+               "tree: bare blocks and internal rotations of the chunk root at path p of sample s (3, s, *p), "
+               "rotations of the super block at path p of sample s above the chunk level (4, s, *p); "
                "each prefixed by spawn_key")
 
 #: Root attributes.
@@ -309,6 +325,8 @@ ROOT_ATTRIBUTES = (
     Attribute("spawn_key", _I, "base spawn key (int array, may be empty)"),
     Attribute("stream_keys", _S, "text description of the random stream keys (STREAM_KEYS)"),
     Attribute("n_steps", _I, "number of coarse-graining steps K"),
+    Attribute("tree_stored_subset", _S, "rg.pool_strategy = 'tree' only: which super blocks' members, rotations "
+                                        "and levels the steps store (blocksim.rg.tree.STORED_SUBSET)"),
     Attribute("status", _S, '`"running"` \\| `"complete"` \\| `"failed"`'),
     Attribute("failure_reason", _S, 'why a run failed (`"interrupted by SIGTERM"`, exception text); `""` after a '
                                     "resume"),

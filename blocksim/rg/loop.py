@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ from .control import (
     set_threads,
 )
 from .pool import initial_pool
+from . import tree
 from .step import compute_step
 
 __all__ = ["run"]
@@ -82,9 +84,11 @@ class _State:
     pool_t: np.ndarray | None = None
     lineage: np.ndarray | None = None
     members_history: list = field(default_factory=list)
+    samples_dir: Path | None = None
 
 
-def run(config, output=None, *, resume: bool = False, force: bool = False, progress=None, overrides=()) -> Path:
+def run(config, output=None, *, resume: bool = False, force: bool = False, progress=None, overrides=(),
+        workers: int = 1, shard: tuple | None = None, client=None) -> Path:
     """Run a coarse-graining trajectory and return the path of its HDF5 file.
 
     Parameters
@@ -105,6 +109,17 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
         None/"auto": a tqdm bar on a terminal, else one stderr line per step; a callable receives a
         dict per step.
 
+    workers : int
+        ``rg.pool_strategy = "tree"``: build the samples on this many spawned processes (the file does
+        not depend on it).
+    client : distributed.Client, optional
+        ``"tree"``: build the samples on this dask client's workers instead (same file).
+    shard : (int, int), optional
+        ``"tree"`` only: ``(i, n)`` builds only the samples of shard i of n
+        (:func:`~blocksim.rg.tree.shard_samples`) into ``OUT.h5.samples/`` and returns that directory
+        without writing the trajectory (a SLURM array task); a later run without ``shard`` merges them.
+        Needs ``run.seed``.
+
     Returns
     -------
     Path
@@ -118,6 +133,8 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
     same output is refused and names the first.
     """
     cfg = config if isinstance(config, Config) and not overrides else load_config(config, overrides)
+    if shard is not None:  # a SLURM array task: no output lock, several shards share OUT.h5.samples/
+        return _run_shard(cfg, output, shard, workers)
     out = Path(output) if output is not None else cfg.output_path()
     if out.suffix.lower() not in (".h5", ".hdf5"):
         raise InputError(f"output = {str(out)!r}: must end in .h5 or .hdf5")
@@ -131,10 +148,10 @@ def run(config, output=None, *, resume: bool = False, force: bool = False, progr
     except OSError as exc:
         raise InputError(f"output = {str(out)!r}: cannot create its directory ({exc.strerror or exc})") from None
     with lock:
-        return _run_locked(cfg, out, resume, progress)
+        return _run_locked(cfg, out, resume, progress, workers, client)
 
 
-def _run_locked(cfg: Config, out: Path, resume: bool, progress) -> Path:
+def _run_locked(cfg: Config, out: Path, resume: bool, progress, workers: int = 1, client=None) -> Path:
     """The run proper, while this process holds the output lock: state, steps, final pool."""
     part = bio.part_path(out)
     cfg, state = _initial_state(cfg, part, resume)
@@ -145,10 +162,15 @@ def _run_locked(cfg: Config, out: Path, resume: bool, progress) -> Path:
     try:
         with SignalGuard() as guard:
             try:
-                _run_steps(cfg, part, state, guard, prog)
+                if cfg.rg.pool_strategy == "tree":
+                    _run_tree(cfg, part, out, state, guard, prog, workers, client)
+                else:
+                    _run_steps(cfg, part, state, guard, prog)
                 with guard.writing():
                     _finish(part, state)
                     os.replace(part, out)
+                if state.samples_dir is not None:
+                    shutil.rmtree(state.samples_dir, ignore_errors=True)
             except RunInterrupted as exc:
                 exc.path = part
                 mark_failed(part, str(exc))
@@ -227,6 +249,45 @@ def _run_steps(cfg: Config, part: Path, state: _State, guard: SignalGuard, prog:
         prog.step_done(k, bio.Step(index=k, diagnostics=res.diagnostics, **res.values), elapsed)
         state.members_history.append(res.values["members"])
         state.pool_e, state.pool_t, state.lineage = res.pool_energies, res.pool_stress, res.lineage
+
+
+def _run_shard(cfg: Config, output, shard, workers: int) -> Path:
+    """Build the samples of one shard of a tree run into ``OUT.h5.samples/``; return that directory."""
+    i, n = (int(x) for x in shard)
+    if cfg.rg.pool_strategy != "tree":
+        raise InputError(f"rg.pool_strategy = {cfg.rg.pool_strategy!r}: --tree-shard needs 'tree'")
+    if not (n >= 1 and 0 <= i < n):
+        raise InputError(f"--tree-shard = {i}/{n}: must be I/N with 0 ≤ I < N")
+    if cfg.run.seed is None:
+        raise InputError("run.seed: must be set for --tree-shard (every shard must draw from the same streams)")
+    out = Path(output) if output is not None else cfg.output_path()
+    set_threads(cfg)
+    directory = tree.samples_dir(out)
+    tree.compute_samples(cfg, directory, tree.shard_samples(cfg.rg.samples, i, n), workers=workers,
+                         log=log.info)
+    return directory
+
+
+def _run_tree(cfg: Config, part: Path, out: Path, state: _State, guard: SignalGuard, prog: Progress,
+              workers: int, client=None) -> None:
+    """Tree strategy: build (or reuse) every sample, then merge them into the steps of the file."""
+    if state.start == 0 and state.pool_e is None:
+        with guard.writing():
+            bio.create_file(part, dict(_root_attrs(cfg), tree_stored_subset=tree.STORED_SUBSET), cfg.to_dict())
+    directory = tree.samples_dir(out)
+    tree.compute_samples(cfg, directory, range(cfg.rg.samples), workers=workers, client=client, tick=prog.tick,
+                         log=log.info)
+    samples = [tree.load_sample(directory, cfg, s) for s in range(cfg.rg.samples)]
+    steps, final_e, final_t = tree.merge_samples(cfg, samples)
+    for k, (values, diagnostics) in enumerate(steps):
+        if k < state.start:
+            continue
+        with guard.writing():
+            bio.append_step(part, k, values, diagnostics, {"finished": bio.now()})
+        prog.step_done(k, bio.Step(index=k, diagnostics=diagnostics, **values), 0.0)
+    state.pool_e, state.pool_t = final_e, final_t
+    state.lineage = np.arange(final_e.shape[0], dtype=np.int64)
+    state.samples_dir = directory
 
 
 def _finish(part: Path, state: _State) -> None:

@@ -22,6 +22,9 @@ __all__ = [
     "response_arrays",
     "reference_weights",
     "mb_from_weights",
+    "group_sums",
+    "reliability",
+    "response_from_tensors",
 ]
 
 #: Auto grid: from AUTO_PAD_LO·(2% quantile of the lowest gaps) to AUTO_PAD_HI·(98% quantile of all
@@ -146,6 +149,14 @@ def response_arrays(trans_list, edges, centres, e_l, e_t, *, line: str, width=No
     grid = edges if line == "bins" else centres
     im = chi_tensor(trans, grid, quantity="im_chi", line=line, width=width)
     re = chi_tensor(trans, grid, quantity="re_chi", line=line, width=width)
+    return response_from_tensors(im, re, e_l, e_t)
+
+
+def response_from_tensors(im, re, e_l, e_t) -> dict:
+    """The response arrays of :func:`response_arrays` from the Mandel tensors Im χ_ab, Re χ_ab ``[n_T, n_ω, 6, 6]``.
+
+    ``e_l, e_t [n_dir, 6]``: Mandel strains of the directions. Units as the tensors (T*²/E* per super block).
+    """
     res = {}
     res["im_chi_l"], res["im_chi_t"] = powder_lt(im)
     res["re_chi_l"], res["re_chi_t"] = powder_lt(re)
@@ -194,3 +205,25 @@ def mb_from_weights(w, e_l, e_t):
     dt = np.einsum("da,pab,db->dp", e_t, w, e_t)
     dirs = [jackknife_ratio(dl[d], dt[d]) for d in range(e_l.shape[0])]
     return wl, wt, mb, err, np.array([x[0] for x in dirs]), np.array([x[1] for x in dirs])
+
+
+def group_sums(w, groups, n_groups: int) -> np.ndarray:
+    """Sum per-super-block weight tensors ``w [P, 6, 6]`` over independent units: ``[n_groups, 6, 6]``.
+
+    ``groups [P]`` (int) names the unit of each super block (a replicate pool, a subtree). The sum
+    runs in index order (``np.add.at``), so the result does not depend on threads or workers.
+    """
+    out = np.zeros((int(n_groups),) + np.shape(w)[1:])
+    np.add.at(out, np.asarray(groups, dtype=np.int64), np.asarray(w, dtype=float))
+    return out
+
+
+def reliability(n_effective: int, min_effective: int, errors: dict) -> tuple[bool, dict]:
+    """``(reliable, errors)``: below ``min_effective`` independent samples every error becomes NaN.
+
+    ``errors`` maps names to float or array standard errors; they are returned unchanged when
+    ``n_effective ≥ min_effective`` and as NaN (never 0) otherwise.
+    """
+    if n_effective >= min_effective:
+        return True, errors
+    return False, {k: (np.full(np.shape(v), np.nan) if np.ndim(v) else float("nan")) for k, v in errors.items()}

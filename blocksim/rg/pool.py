@@ -48,7 +48,10 @@ def step_members(cfg: Config, k: int, pool_size: int) -> np.ndarray:
     """Member indices ``[P_out, N0³]`` of the super blocks of step k (pool strategy of the config).
 
     ``"partition"``: a random permutation of the pool split into disjoint super blocks (every block
-    used once); ``"resample"``: ``rg.pool_size`` super blocks of N0³ members drawn with replacement.
+    used once); ``"resample"``: the pool is ``rg.samples`` independent replicate pools of
+    ``rg.pool_size`` blocks each (replicate r holds blocks r·P … r·P + P − 1), and replicate r's
+    ``rg.pool_size`` super blocks draw their N0³ members with replacement from replicate r only
+    (super blocks r·P … r·P + P − 1). With one replicate this is the draw of a single pool.
     """
     rng = stream_rng(cfg, STREAM_MEMBERS, k)
     m = cfg.members
@@ -56,7 +59,11 @@ def step_members(cfg: Config, k: int, pool_size: int) -> np.ndarray:
         if pool_size % m:
             raise InputError(f"pool size = {pool_size}: must be a multiple of N0³ = {m} for 'partition'")
         return rng.permutation(pool_size).reshape(pool_size // m, m).astype(np.int64)
-    return rng.integers(0, pool_size, size=(cfg.rg.pool_size, m), dtype=np.int64)
+    p, reps = cfg.rg.pool_size, cfg.rg.samples
+    if pool_size != p * reps:
+        raise InputError(f"pool size = {pool_size}: must be rg.pool_size × rg.samples = {p * reps} for 'resample'")
+    draws = rng.integers(0, p, size=(reps, p, m), dtype=np.int64)
+    return (draws + (np.arange(reps, dtype=np.int64) * p)[:, None, None]).reshape(reps * p, m)
 
 
 def step_rotations(cfg: Config, k: int, j: int) -> np.ndarray:

@@ -11,6 +11,7 @@ step k+1. The values returned are the rows of :data:`blocksim.io.schema.STEP` an
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -22,9 +23,12 @@ from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, powder_lt
 from ..response import transitions_from_levels
 from ..spectra import ResonanceWarning, assemble_superblock, solve
+from ..spectra.batch import BATCH_MAX_N0, BatchSolution, solve_batch
 from .diagnostics import step_diagnostics
 from .observables import (
     band_weight_tensors,
+    group_sums,
+    reliability,
     frequency_grid,
     jackknife_ratio,
     mb_from_weights,
@@ -33,7 +37,10 @@ from .observables import (
 )
 from .pool import coupling_at_step, step_members, step_rotations
 
-__all__ = ["StepResult", "check_finite", "compute_step", "solve_superblocks"]
+log = logging.getLogger("blocksim.rg")
+
+__all__ = ["StepResult", "batch_applies", "check_finite", "compute_step", "error_units", "solve_step_batch",
+           "solve_superblocks", "solve_superblock_list", "warn_unreliable"]
 
 
 @dataclass(frozen=True)
@@ -59,23 +66,98 @@ class StepResult:
     lineage: np.ndarray
 
 
-def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick) -> dict:
-    """Solve and truncate every super block of step k.
+def batch_applies(cfg: Config) -> bool:
+    """Whether the super blocks of a step go to :func:`~blocksim.spectra.batch.solve_batch`.
 
-    Returns per-super-block lists (``rotations``, ``trans``, ``energies``, ``stress``, ``trunc``,
-    ``solver``, ``gaps``, ``exc``, ``lead``) and the count ``n_resonance_warnings``. ``tick()`` is
-    called after each super block (progress).
+    ``solver.batched`` on, the ``"perturbative"`` solver and N0 ≤ :data:`~blocksim.spectra.batch.BATCH_MAX_N0`.
     """
+    return bool(cfg.solver.batched and cfg.solver.method == "perturbative" and cfg.lattice.n0 <= BATCH_MAX_N0)
+
+
+def solve_step_batch(cfg: Config, k: int, member_e, member_t, rotations, table) -> BatchSolution:
+    """Solve and truncate all super blocks of step k in one call (:func:`~blocksim.spectra.batch.solve_batch`).
+
+    Parameters
+    ----------
+    cfg : Config
+        The run config (``batch_applies(cfg)`` must hold).
+    k : int
+        The step (coupling g_k = g/N0^(3k)).
+    member_e, member_t : ndarray [P, N0³, n], [P, N0³, 6, n, n]
+        Members of each super block (E*, T*; unrotated).
+    rotations : ndarray [P, N0³, 3, 3]
+        Rotation of each member.
+    table : ndarray
+        Λ per displacement of the N0³ cube.
+
+    Returns
+    -------
+    BatchSolution
+        Identical, bit for bit, to the per-super-block path (``solver.batched = false``).
+    """
+    window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
+    return solve_batch(member_e, member_t, rotations, cfg.lattice.n0, coupling_at_step(cfg, k),
+                       cfg.model.cl_over_ct, cfg.model.form, table,
+                       resonance_threshold=cfg.solver.resonance_threshold, n_keep=cfg.rg.n_keep,
+                       window_center=window, temperatures=np.asarray(cfg.observables.temperatures, dtype=float))
+
+
+def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick) -> dict:
+    """Solve and truncate every super block of step k of a pool (members ``[P_out, N0³]`` into the pool).
+
+    The rotations come from :func:`~blocksim.rg.pool.step_rotations`; the solving is
+    :func:`solve_superblock_list`, whose dict this returns (``rotations`` added).
+    """
+    rotations = np.array([step_rotations(cfg, k, j) for j in range(members.shape[0])])
+    out = solve_superblock_list(cfg, k, pool_e[members], pool_t[members], rotations, table, tick,
+                                labels=[f"super block {j} of step {k} (members {members[j].tolist()})"
+                                        for j in range(members.shape[0])])
+    out["rotations"] = list(rotations)
+    return out
+
+
+def solve_superblock_list(cfg: Config, k: int, member_e, member_t, rotations, table, tick=lambda: None,
+                          labels=None) -> dict:
+    """Solve and truncate a list of super blocks of step k (the one place where super blocks are solved).
+
+    Parameters
+    ----------
+    cfg : Config
+        The run config (solver, truncation, temperatures, lattice, coupling).
+    k : int
+        Step index (coupling g_k = g/N0^(3k)).
+    member_e, member_t : ndarray [N, N0³, n], [N, N0³, 6, n, n]
+        Levels (E*) and Mandel stress (T*) of the members of each of the N super blocks, member i at
+        lattice site i.
+    rotations : ndarray [N, N0³, 3, 3]
+        Rotation of each member (T → R T Rᵀ).
+    table : ndarray
+        :func:`blocksim.model.coupling.displacement_table` of the lattice.
+    tick : callable
+        Called after each super block (progress).
+    labels : list of str, optional
+        How to name super block j in an error message.
+
+    Returns
+    -------
+    dict
+        Per-super-block lists ``trans`` (Transitions at the configured temperatures), ``energies``,
+        ``stress`` (truncated, E*, T*), ``trunc`` (truncation diagnostics), ``solver`` (solver
+        diagnostics), ``gaps``, ``exc``, ``lead`` (member carrying the first excitation), and the
+        count ``n_resonance_warnings``. Where :func:`batch_applies`, all of them are solved in one call
+        (:func:`solve_step_batch`, bit-identical); ``solver.batched = false`` forces the loop below.
+    """
+    if batch_applies(cfg):
+        return _solve_list_batched(cfg, k, member_e, member_t, rotations, table, tick, labels)
     g_k = coupling_at_step(cfg, k)
     temps = np.asarray(cfg.observables.temperatures, dtype=float)
     n_keep = cfg.rg.n_keep
-    out = {"rotations": [], "trans": [], "energies": [], "stress": [], "trunc": [], "solver": [],
-           "gaps": [], "exc": [], "lead": []}
+    out = {"trans": [], "energies": [], "stress": [], "trunc": [], "solver": [], "gaps": [], "exc": [], "lead": []}
     n_res_warn = 0
-    for j in range(members.shape[0]):
-        rot = step_rotations(cfg, k, j)
-        idx = members[j]
-        sb = assemble_superblock(pool_e[idx], pool_t[idx], rot, cfg.lattice.n0, g_k, cfg.model.cl_over_ct,
+    window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
+    for j in range(len(member_e)):
+        where = labels[j] if labels is not None else f"super block {j} of step {k}"
+        sb = assemble_superblock(member_e[j], member_t[j], rotations[j], cfg.lattice.n0, g_k, cfg.model.cl_over_ct,
                                  cfg.model.form, table=table)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -86,26 +168,12 @@ def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick)
                 n_res_warn += 1
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if len(spec.energies) < n_keep + 0:
-            raise InputError(
-                f"rg.n_keep = {n_keep}: super block {j} of step {k} has only {len(spec.energies)} computed states"
-            )
-        window = cfg.rg.window_center if cfg.rg.truncation == "window" else None
+        if len(spec.energies) < n_keep:
+            raise InputError(f"rg.n_keep = {n_keep}: {where} has only {len(spec.energies)} computed states")
         e_new, t_new, diag = spec.truncate(n_keep, window)
-        if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
-            raise RuntimeError(
-                f"solver {cfg.solver.method!r} returned non-finite levels or stress for super block {j} of "
-                f"step {k} (members {idx.tolist()}); the run stops rather than propagate NaN"
-            )
-        reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
-        if reordered:
-            # a first-order excitation fell below the dressed ground state: the lowest kept level
-            # becomes the new block's ground state (counted in diagnostics/ground_reordered)
-            order = np.argsort(e_new, kind="stable")
-            e_new = e_new[order] - e_new[order[0]]
-            t_new = t_new[:, order][:, :, order]
+        _check_kept(cfg, where, e_new, t_new)
+        e_new, t_new, reordered = _reorder(e_new, t_new)
         diag = dict(diag, ground_reordered=reordered)
-        out["rotations"].append(rot)
         out["trans"].append(spec.transitions(temps))
         out["energies"].append(e_new)
         out["stress"].append(t_new)
@@ -113,9 +181,75 @@ def solve_superblocks(cfg: Config, k: int, pool_e, pool_t, members, table, tick)
         out["solver"].append(dict(spec.diagnostics))
         out["gaps"].append(spec.energies[1])
         out["exc"].append(spec.energies[1:])
-        out["lead"].append(_lead_member(spec, pool_e[idx]))
+        out["lead"].append(_lead_member(spec, member_e[j]))
         tick()
     out["n_resonance_warnings"] = n_res_warn
+    return out
+
+
+def error_units(cfg: Config, count: int):
+    """Independent units of ``count`` super blocks (or pool blocks) of a step: ``(unit index or None, n_units)``.
+
+    ``"partition"``: every super block is its own unit (disjoint members, independent draws), so
+    ``(None, count)``; ``"resample"``: the ``rg.samples`` replicate pools (item j belongs to replicate
+    j // (count / rg.samples)), whose copies of one another are never counted as independent.
+    """
+    if cfg.rg.pool_strategy != "resample":
+        return None, int(count)
+    reps = cfg.rg.samples
+    return np.arange(count, dtype=np.int64) // (count // reps), reps
+
+
+def warn_unreliable(k: int, n_eff: int, min_eff: int, reliable: bool) -> None:
+    """Log a warning for an unreliable step (fewer than ``rg.min_effective_samples`` independent samples)."""
+    if not reliable:
+        log.warning("step %d: only %d independent sample(s) (< rg.min_effective_samples = %d): errors set to NaN, "
+                    "step marked unreliable", k, n_eff, min_eff)
+
+
+def _check_kept(cfg: Config, where: str, e_new, t_new) -> None:
+    """Stop the run on non-finite kept levels or stress of a super block (``where`` names it)."""
+    if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
+        raise RuntimeError(
+            f"solver {cfg.solver.method!r} returned non-finite levels or stress for {where}; the run stops rather "
+            "than propagate NaN"
+        )
+
+
+def _reorder(e_new, t_new):
+    """``(levels, stress, reordered)`` with the lowest kept level as the new ground state."""
+    reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
+    if reordered:
+        # a first-order excitation fell below the dressed ground state: the lowest kept level
+        # becomes the new block's ground state (counted in diagnostics/ground_reordered)
+        order = np.argsort(e_new, kind="stable")
+        e_new = e_new[order] - e_new[order[0]]
+        t_new = t_new[:, order][:, :, order]
+    return e_new, t_new, reordered
+
+
+def _solve_list_batched(cfg: Config, k: int, member_e, member_t, rotations, table, tick, labels) -> dict:
+    """:func:`solve_superblock_list` through :func:`solve_step_batch` (same output, bit for bit)."""
+    n_sb = len(member_e)
+    sol = solve_step_batch(cfg, k, member_e, member_t, rotations, table)
+    out = {"trans": [], "energies": [], "stress": [], "trunc": [], "solver": [],
+           "gaps": list(sol.gaps), "exc": [], "lead": list(sol.lead)}
+    diag_keys = list(sol.diagnostics)
+    diag_cols = [sol.diagnostics[key].tolist() for key in diag_keys]
+    for j in range(n_sb):
+        e_new, t_new = sol.energies[j], sol.stress[j]
+        _check_kept(cfg, labels[j] if labels is not None else f"super block {j} of step {k}", e_new, t_new)
+        e_new, t_new, reordered = _reorder(e_new, t_new)
+        out["energies"].append(e_new)
+        out["stress"].append(t_new)
+        out["trunc"].append({"weight_kept": float(sol.weight_kept[j]),
+                             "lowest_excluded_energy": float(sol.lowest_excluded_energy[j]),
+                             "double_in_window": bool(sol.double_in_window[j]), "ground_reordered": reordered})
+        out["solver"].append(dict(zip(diag_keys, (col[j] for col in diag_cols))))
+        out["exc"].append(sol.excitations[sol.excitation_offsets[j]:sol.excitation_offsets[j + 1]])
+        out["trans"].append(sol.transitions(j))
+        tick()
+    out["n_resonance_warnings"] = sol.n_resonance_warnings
     return out
 
 
@@ -170,13 +304,26 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
     resp = response_arrays(sol["trans"], edges, centres, e_l, e_t, line=obs.line, width=width)
     t_ref = cfg.reference_temperature
     w = reference_weights(sol["trans"], list(obs.temperatures).index(t_ref), band)
-    wl, wt, mb, mb_err, mb_dir, mb_dir_err = mb_from_weights(w, e_l, e_t)
+    wl, wt = powder_lt(w)
+    # errors from independent units: partition: the super blocks (disjoint members); resample: the
+    # rg.samples replicate pools (copies inside one pool are not independent, BRIEF §1b)
+    unit_sb, n_eff = error_units(cfg, p_out)
+    _, _, mb, mb_err, mb_dir, mb_dir_err = mb_from_weights(
+        w if unit_sb is None else group_sums(w, unit_sb, n_eff), e_l, e_t)
 
     # the same reference for the uncoupled pool blocks
     pool_tr = transitions_from_levels(pool_e, pool_t, [t_ref])
     seg = np.repeat(np.arange(p_k), pool_tr.size // p_k)
     w_pool = band_weight_tensors(pool_tr.omega, pool_tr.amp, pool_tr.population[0], t_ref, seg, p_k, band)
-    mb_pool, mb_pool_err = jackknife_ratio(*powder_lt(w_pool))
+    unit_pool, n_eff_pool = error_units(cfg, p_k)
+    mb_pool, mb_pool_err = jackknife_ratio(
+        *powder_lt(w_pool if unit_pool is None else group_sums(w_pool, unit_pool, n_eff_pool)))
+    reliable, errs = reliability(n_eff, cfg.rg.min_effective_samples,
+                                 {"mb_ratio_err": mb_err, "mb_ratio_dir_err": mb_dir_err})
+    mb_err, mb_dir_err = errs["mb_ratio_err"], errs["mb_ratio_dir_err"]
+    if n_eff_pool < cfg.rg.min_effective_samples:
+        mb_pool_err = float("nan")
+    warn_unreliable(k, n_eff, cfg.rg.min_effective_samples, reliable)
 
     new_e = np.array(sol["energies"])
     new_t = np.array(sol["stress"])
@@ -195,6 +342,8 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
         "mb_ratio_err": mb_err,
         "mb_ratio_pool": mb_pool,
         "mb_ratio_pool_err": mb_pool_err,
+        "n_effective": int(n_eff),
+        "reliable": bool(reliable),
         "directions": list(obs.directions),
         "mb_ratio_dir": mb_dir,
         "mb_ratio_dir_err": mb_dir_err,

@@ -64,7 +64,7 @@ import numpy as np
 from .._numba import serial_twin
 
 __all__ = ["FirstOrderContext", "single_double_resonances", "double_energy", "double_amplitude",
-           "single_element", "node_element"]
+           "single_element", "node_element", "quadratic_form"]
 
 
 @dataclass
@@ -411,13 +411,26 @@ def _single_double_reference(ctx: FirstOrderContext):
     return single.astype(np.int64), double.astype(np.int64), v[res]
 
 
+@numba.njit(cache=True, nogil=True)
+def quadratic_form(a, w, b):
+    """a·W·b = Σ_i a_i (Σ_j W_ij b_j) in this fixed order (float64 [K], [K, K], [K]; no BLAS, so the
+    batched solver, :mod:`blocksim.spectra.batch`, reproduces it bit for bit)."""
+    out = 0.0
+    for i in range(a.shape[0]):
+        acc = 0.0
+        for j in range(b.shape[0]):
+            acc += w[i, j] * b[j]
+        out += a[i] * acc
+    return out
+
+
 def double_energy(ctx: FirstOrderContext, omega, s: int, k: int, t: int, p: int) -> float:
     """First-order excitation energy of |s,k; t,p⟩: ω^s_k + ω^t_p + δX^s_kk·W^(st)·δX^t_pp (units E*).
 
     ``omega [N, n]``: the members' first-order single-excitation energies (perturbative solver).
     """
     w = ctx.w_pair(s, t)
-    return float(omega[s, k] + omega[t, p] + ctx.dx[s, :, k, k] @ w @ ctx.dx[t, :, p, p])
+    return float(omega[s, k] + omega[t, p] + quadratic_form(ctx.dx[s, :, k, k], w, ctx.dx[t, :, p, p]))
 
 
 def double_amplitude(ctx: FirstOrderContext, s: int, k: int, t: int, p: int) -> np.ndarray:

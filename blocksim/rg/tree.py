@@ -1,0 +1,541 @@
+"""The "tree" pool strategy: independent depth-first trees of bare blocks (BRIEF §1b "Pool collapse").
+
+Each of the ``rg.samples`` final samples s is its own tree: the root (level K) is the final block,
+a node at level ℓ ≥ 1 is the truncated super block of its N0³ children at level ℓ − 1, and the
+N0^(3K) leaves (level 0) are fresh bare blocks. A node is named by its *path*, the child indices
+from the root (the root's path is empty; a node at level ℓ has a path of length K − ℓ; child i sits
+on lattice site i). Super block "of step k" = a node at level k + 1. No block is used twice, so the
+samples and the disjoint subtrees of one sample are independent by construction.
+
+Random streams (``SeedSequence(run.seed, spawn_key=run.spawn_key + key)``):
+
+* ``(3, s, *path)`` for a *chunk root*, a node at level b = :func:`chunk_level` (the smallest level
+  with N0^(3b) ≥ :data:`CHUNK_MIN_LEAVES`, at most K): its N0^(3b) bare blocks (one
+  :func:`~blocksim.model.blocks.make_blocks` call, leaves in path order), then the rotations of
+  its internal super blocks (levels 1 … b, level by level, path order within a level;
+  one :func:`~blocksim.model.tensors.random_rotation` call of N0³ per super block, concatenated);
+* ``(4, s, *path)`` for the rotations of a super block above level b.
+
+The tree is evaluated depth first, breadth first below the level where at most
+:data:`BATCH_CHUNKS` chunk roots lie beneath (so one :func:`~blocksim.rg.step.solve_superblock_list`
+call solves up to BATCH_CHUNKS·N0^(3(b−1)) super blocks of one step). Memory per sample is
+O(K·N0³·n²) blocks on the stack plus that constant batch. Nothing depends on threads or workers:
+every number comes from the streams above, and every sum runs in path order within a sample and in
+sample order across samples (:func:`merge_samples`).
+
+Per step k, each sample accumulates (:class:`TreeAccumulator`): the response tensors Σ Im χ_ab, Σ Re χ_ab
+over its super blocks of step k (on the fixed ω grid, ``observables.omega_min``/``omega_max``), the band
+weight tensors W_ab of its super blocks and of the blocks entering them, summed per *unit* (the
+subtree rooted at level :func:`unit_level`: disjoint, hence independent; the jackknife units), and
+the diagnostic sums. Stored subset (:data:`STORED_SUBSET`): for each sample, the super blocks of
+step k that are children of the node at level k + 2 with path (0, …, 0) (the root's children at the
+last-but-one step; the root itself at the last step), with their members, rotations and levels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import io as bio
+from ..config import Config
+from ..model.blocks import make_blocks
+from ..model.coupling import displacement_table
+from ..model.tensors import direction_vectors, random_rotation
+from ..response import Transitions, chi_tensor, transitions_from_levels
+from ..model.tensors import isotropic_projection, powder_lt
+from .diagnostics import step_diagnostics
+from .observables import (
+    band_weight_tensors,
+    frequency_grid,
+    jackknife_ratio,
+    mb_from_weights,
+    reliability,
+    response_from_tensors,
+)
+from .pool import coupling_at_step, stream_rng
+from .step import check_finite, solve_superblock_list, warn_unreliable
+
+__all__ = [
+    "STREAM_TREE_CHUNK",
+    "STREAM_TREE_ROTATIONS",
+    "CHUNK_MIN_LEAVES",
+    "BATCH_CHUNKS",
+    "MAX_UNITS",
+    "STORED_SUBSET",
+    "TreeAccumulator",
+    "chunk_level",
+    "unit_level",
+    "tree_grid",
+    "run_sample",
+    "merge_samples",
+    "SOLVER_DIAGNOSTICS",
+]
+
+STREAM_TREE_CHUNK = 3
+STREAM_TREE_ROTATIONS = 4
+#: A chunk root holds at least this many bare blocks (one stream per chunk).
+CHUNK_MIN_LEAVES = 64
+#: Breadth-first evaluation below the level with at most this many chunk roots.
+BATCH_CHUNKS = 64
+#: Jackknife units per step: the subtrees at level unit_level(k), at most this many over all samples.
+MAX_UNITS = 4096
+#: The rule for the stored members/rotations (written to the file's root attribute ``tree_stored_subset``).
+STORED_SUBSET = ("tree: per step k and sample s, the super blocks of step k that are the children of the node at "
+                 "level k+2 with path (0,...,0) (the root itself at the last step), in sample order then path "
+                 "order; pool_* are their members (members = arange), superblocks/* their truncated blocks; "
+                 "response arrays, MB and the diagnostic totals cover every super block of the step")
+
+#: The solver diagnostics summed per step (keys of Spectrum.diagnostics).
+_SOLVER_SUMS = ("n_resonant_pairs", "n_resonant_single_double")
+#: The per-super-block solver diagnostics of the file (rows of io.schema.DIAGNOSTICS).
+SOLVER_DIAGNOSTICS = tuple(d.name for d in bio.schema.DIAGNOSTICS if "solver diagnostic" in d.description)
+
+
+def chunk_level(cfg: Config) -> int:
+    """Level b of the chunk roots: the smallest b with N0^(3b) ≥ CHUNK_MIN_LEAVES, at most K."""
+    b = 1
+    while cfg.members**b < CHUNK_MIN_LEAVES and b < cfg.n_steps:
+        b += 1
+    return min(b, cfg.n_steps)
+
+
+def unit_level(cfg: Config, k: int) -> int:
+    """Level of the jackknife units of step k: the lowest level ≥ k + 1 with ≤ MAX_UNITS nodes in all samples."""
+    level = k + 1
+    while level < cfg.n_steps and cfg.rg.samples * cfg.members ** (cfg.n_steps - level) > MAX_UNITS:
+        level += 1
+    return level
+
+
+def tree_grid(cfg: Config):
+    """``(edges [n_ω+1], centres [n_ω], band (lo, hi))`` of every step of a tree run (fixed grid, E*)."""
+    obs = cfg.observables
+    edges, centres = frequency_grid([], [], obs.omega_points, obs.omega_min, obs.omega_max)
+    span = np.log(edges[-1] / edges[0])
+    band = tuple(float(edges[0] * np.exp(f * span)) for f in obs.reference_band)
+    return edges, centres, band
+
+
+class TreeAccumulator:
+    """What one sample contributes to every step (plain arrays; picklable, savable with ``np.savez``).
+
+    ``data[f"{k}/{name}"]`` for step k: ``count`` (super blocks), ``im_sum``/``re_sum`` [n_T, n_ω, 6, 6]
+    (Σ of the super blocks' χ tensors, V = 1 each), ``w_units``/``w_pool_units`` [units, 6, 6] (band
+    weights summed per unit), diagnostic sums, and the stored subset (``store_*``). ``final_e``,
+    ``final_t``: the sample's root block.
+    """
+
+    def __init__(self, cfg: Config, sample: int):
+        self.cfg = cfg
+        self.sample = int(sample)
+        self.data: dict[str, np.ndarray] = {}
+        self.stored: dict[int, list] = {}
+        obs = cfg.observables
+        n_t, n_w = len(obs.temperatures), obs.omega_points
+        for k in range(cfg.n_steps):
+            units = cfg.members ** (cfg.n_steps - unit_level(cfg, k))
+            zero = {"count": np.zeros((), np.int64), "im_sum": np.zeros((n_t, n_w, 6, 6)),
+                    "re_sum": np.zeros((n_t, n_w, 6, 6)), "w_units": np.zeros((units, 6, 6)),
+                    "w_pool_units": np.zeros((units, 6, 6)), "weight_kept_sum": np.zeros(()),
+                    "weight_kept_min": np.full((), np.inf), "double_in_window_count": np.zeros((), np.int64),
+                    "ground_reordered_count": np.zeros((), np.int64), "n_resonance_warnings": np.zeros((), np.int64),
+                    "pool_gap_sum": np.zeros(()), "pool_top_sum": np.zeros(()),
+                    "pool_ground_weight_sum": np.zeros((6, 6))}
+            for key in _SOLVER_SUMS:
+                zero[f"{key}_total"] = np.zeros((), np.int64)
+            for name, value in zero.items():
+                self.data[f"{k}/{name}"] = value
+
+    def arrays(self) -> dict:
+        """Every accumulated array, stored subset included (``store/{k}/{field}``), as one flat dict."""
+        out = dict(self.data)
+        for k, rows in self.stored.items():
+            for field in rows[0]:
+                vals = [r[field] for r in rows]
+                out[f"store/{k}/{field}"] = np.stack(vals)
+        return out
+
+
+class _TreeBuilder:
+    """Depth-first evaluation of one sample's tree, accumulating every step (see the module docstring)."""
+
+    def __init__(self, cfg: Config, sample: int, tick=lambda: None):
+        self.cfg = cfg
+        self.s = int(sample)
+        self.m = cfg.members
+        self.K = cfg.n_steps
+        self.b = chunk_level(cfg)
+        self.tick = tick
+        self.table = displacement_table(cfg.lattice.n0, cfg.model.cl_over_ct, cfg.model.form)
+        self.edges, self.centres, self.band = tree_grid(cfg)
+        self.temps = np.asarray(cfg.observables.temperatures, dtype=float)
+        self.t_ref = cfg.reference_temperature
+        self.i_ref = list(cfg.observables.temperatures).index(self.t_ref)
+        self.acc = TreeAccumulator(cfg, sample)
+        self.width = None if cfg.observables.line == "bins" else cfg.observables.width * self.edges[0]
+        self.grid = self.edges if cfg.observables.line == "bins" else self.centres
+
+    # -- the recursion ----------------------------------------------------------------------
+    def build(self, paths: list, level: int):
+        """Blocks ``(e [len(paths), n], t [len(paths), 6, n, n])`` of the nodes ``paths`` at ``level``."""
+        if level == self.b:
+            return self._chunks(paths)
+        if len(paths) > 1 and len(paths) * self.m ** (level - self.b) > BATCH_CHUNKS:
+            parts = [self.build([p], level) for p in paths]
+            return np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts])
+        child_e, child_t = self.build([p + (i,) for p in paths for i in range(self.m)], level - 1)
+        rots = np.array([random_rotation(stream_rng(self.cfg, STREAM_TREE_ROTATIONS, self.s, *p), self.m)
+                         for p in paths])
+        return self._solve(level - 1, paths, child_e, child_t, rots)
+
+    def _chunks(self, roots: list):
+        """Evaluate the chunks rooted at ``roots`` (level b): draw their leaves and rotations, solve levels 1…b."""
+        m, b = self.m, self.b
+        n_int = [m ** (b - j) for j in range(1, b + 1)]  # super blocks per chunk at levels 1..b
+        leaves_e, leaves_t, rots = [], [], [[] for _ in range(b)]
+        for p in roots:
+            rng = stream_rng(self.cfg, STREAM_TREE_CHUNK, self.s, *p)
+            e, t = make_blocks(rng, m**b, self.cfg.model.block_spec())
+            leaves_e.append(e)
+            leaves_t.append(t)
+            r = random_rotation(rng, m * sum(n_int))
+            start = 0
+            for j in range(b):
+                rots[j].append(r[start : start + m * n_int[j]].reshape(n_int[j], m, 3, 3))
+                start += m * n_int[j]
+        e, t = np.concatenate(leaves_e), np.concatenate(leaves_t)
+        paths = [p + _digits(q, b, m) for p in roots for q in range(m**b)]  # leaves, path order
+        for j in range(b):  # solve level j+1 (step j)
+            paths = [q[:-1] for q in paths[::m]]
+            e, t = self._solve(j, paths, e, t, np.concatenate(rots[j]))
+        return e, t
+
+    # -- one batch of super blocks of one step -------------------------------------------------
+    def _solve(self, k: int, paths: list, child_e, child_t, rots):
+        """Solve the super blocks ``paths`` (level k+1) of step k from their children; accumulate step k."""
+        m, cfg = self.m, self.cfg
+        n = child_e.shape[-1]
+        member_e = child_e.reshape(len(paths), m, n)
+        member_t = child_t.reshape(len(paths), m, 6, n, n)
+        sol = solve_superblock_list(cfg, k, member_e, member_t, rots, self.table, self.tick,
+                                    labels=[f"super block {p} of tree sample {self.s}, step {k}" for p in paths])
+        self._accumulate(k, paths, member_e, member_t, rots, sol)
+        return np.array(sol["energies"]), np.array(sol["stress"])
+
+    def _accumulate(self, k, paths, member_e, member_t, rots, sol):
+        a = self.acc.data
+        pre = f"{k}/"
+        n_sb = len(paths)
+        trans = sol["trans"]
+        joined = Transitions(omega=np.concatenate([t.omega for t in trans]),
+                             amp=np.concatenate([t.amp for t in trans]),
+                             population=np.concatenate([t.population for t in trans], axis=1),
+                             temperatures=trans[0].temperatures, volume=1.0)
+        line = self.cfg.observables.line
+        a[pre + "im_sum"] += chi_tensor(joined, self.grid, quantity="im_chi", line=line, width=self.width)
+        a[pre + "re_sum"] += chi_tensor(joined, self.grid, quantity="re_chi", line=line, width=self.width)
+        a[pre + "count"] += n_sb
+        # band weights per unit (the subtree at unit_level(k)); path[:K − level] names the unit
+        depth = self.K - unit_level(self.cfg, k)
+        unit = np.array([_index(p[:depth], m=self.m) for p in paths], dtype=np.int64)
+        seg = np.repeat(np.arange(n_sb), [t.size for t in trans])
+        w = band_weight_tensors(joined.omega, joined.amp, joined.population[self.i_ref], self.t_ref, seg, n_sb,
+                                self.band)
+        np.add.at(a[pre + "w_units"], unit, w)
+        flat_e = member_e.reshape(-1, member_e.shape[-1])
+        flat_t = member_t.reshape((-1,) + member_t.shape[2:])
+        ptr = transitions_from_levels(flat_e, flat_t, [self.t_ref])
+        n_pool = flat_e.shape[0]
+        pseg = np.repeat(np.arange(n_pool), ptr.size // n_pool)
+        wp = band_weight_tensors(ptr.omega, ptr.amp, ptr.population[0], self.t_ref, pseg, n_pool, self.band)
+        np.add.at(a[pre + "w_pool_units"], np.repeat(unit, self.m), wp)
+        # diagnostic sums
+        kept = np.array([t["weight_kept"] for t in sol["trunc"]])
+        a[pre + "weight_kept_sum"] += kept.sum()
+        a[pre + "weight_kept_min"] = np.minimum(a[pre + "weight_kept_min"], kept.min())
+        a[pre + "double_in_window_count"] += sum(bool(t["double_in_window"]) for t in sol["trunc"])
+        a[pre + "ground_reordered_count"] += sum(bool(t["ground_reordered"]) for t in sol["trunc"])
+        a[pre + "n_resonance_warnings"] += sol["n_resonance_warnings"]
+        for key in _SOLVER_SUMS:
+            a[f"{pre}{key}_total"] += int(sum(float(d.get(key, 0.0)) for d in sol["solver"]))
+        a[pre + "pool_gap_sum"] += flat_e[:, 1].sum()
+        a[pre + "pool_top_sum"] += flat_e[:, -1].sum()
+        row = flat_t[:, :, 0, 1:]
+        a[pre + "pool_ground_weight_sum"] += np.einsum("pam,pbm->ab", row, row)
+        # the stored subset: children of the all-zero node at level k + 2 (the root at the last step)
+        for j, p in enumerate(paths):
+            if any(p[:-1]) if k < self.K - 1 else False:
+                continue
+            solver = sol["solver"][j]
+            self.acc.stored.setdefault(k, []).append({
+                "member_e": member_e[j], "member_t": member_t[j], "rotations": rots[j],
+                "energies": sol["energies"][j], "stress": sol["stress"][j], "weight_tensor": w[j],
+                "weight_kept": sol["trunc"][j]["weight_kept"],
+                "lowest_excluded_energy": sol["trunc"][j]["lowest_excluded_energy"],
+                "double_in_window": bool(sol["trunc"][j]["double_in_window"]),
+                "ground_reordered": bool(sol["trunc"][j]["ground_reordered"]),
+                **{f"solver/{key}": float(solver.get(key, np.nan)) for key in SOLVER_DIAGNOSTICS},
+            })
+
+
+def _digits(q: int, length: int, m: int) -> tuple:
+    """Base-m digits of q, most significant first, ``length`` of them (a sub-path)."""
+    out = []
+    for _ in range(length):
+        out.append(q % m)
+        q //= m
+    return tuple(reversed(out))
+
+
+def _index(path: tuple, m: int) -> int:
+    """The base-m number of a path (the index of the node among its level's nodes in path order)."""
+    i = 0
+    for d in path:
+        i = i * m + int(d)
+    return i
+
+
+def run_sample(cfg: Config, sample: int, tick=lambda: None) -> dict:
+    """Build tree ``sample`` of a ``"tree"`` run and return its accumulated arrays (:class:`TreeAccumulator`).
+
+    Parameters
+    ----------
+    cfg : Config
+        A resolved config (``run.seed`` set) with ``rg.pool_strategy = "tree"``.
+    sample : int
+        The sample (tree) index s, 0 ≤ s < ``rg.samples``.
+    tick : callable
+        Called after each super block (progress).
+
+    Returns
+    -------
+    dict
+        ``{name: ndarray}``: the per-step sums and the stored subset (see :class:`TreeAccumulator`),
+        ``final_e [n_keep]`` and ``final_t [6, n_keep, n_keep]`` (the root block).
+    """
+    builder = _TreeBuilder(cfg, sample, tick)
+    e, t = builder.build([()], cfg.n_steps)
+    out = builder.acc.arrays()
+    out["final_e"], out["final_t"] = e[0], t[0]
+    return out
+
+
+def merge_samples(cfg: Config, samples: list) -> tuple[list, np.ndarray, np.ndarray]:
+    """Merge the samples' arrays (:func:`run_sample`, in sample order) into the steps of one trajectory.
+
+    Parameters
+    ----------
+    cfg : Config
+        The resolved config of the run.
+    samples : list of dict
+        ``samples[s]`` is :func:`run_sample` ``(cfg, s)``, for every s < ``rg.samples``.
+
+    Returns
+    -------
+    steps : list of (values, diagnostics)
+        Per step k: the :data:`blocksim.io.schema.STEP` values and the diagnostics.
+    final_e, final_t : ndarray [S, n_keep], [S, 6, n_keep, n_keep]
+        The samples' root blocks (the final pool).
+
+    Every sum runs in sample order, so the result is the same whichever process built which sample.
+    """
+    obs = cfg.observables
+    edges, centres, band = tree_grid(cfg)
+    e_l, e_t = direction_vectors(obs.directions)
+    min_eff = cfg.rg.min_effective_samples
+    steps = []
+    for k in range(cfg.n_steps):
+        pre = f"{k}/"
+
+        def total(name, pre=pre):
+            out = samples[0][pre + name].copy()
+            for smp in samples[1:]:
+                out = out + smp[pre + name]
+            return out
+
+        count = int(total("count"))
+        resp = response_from_tensors(total("im_sum") / count, total("re_sum") / count, e_l, e_t)
+        w_units = np.concatenate([smp[pre + "w_units"] for smp in samples])
+        n_eff = w_units.shape[0]
+        per_unit = count // n_eff
+        wl, wt = powder_lt(w_units / per_unit)
+        _, _, mb, mb_err, mb_dir, mb_dir_err = mb_from_weights(w_units, e_l, e_t)
+        wp_units = np.concatenate([smp[pre + "w_pool_units"] for smp in samples])
+        mb_pool, mb_pool_err = jackknife_ratio(*powder_lt(wp_units))
+        reliable, errs = reliability(n_eff, min_eff, {"mb_ratio_err": mb_err, "mb_ratio_dir_err": mb_dir_err,
+                                                      "mb_ratio_pool_err": mb_pool_err})
+        warn_unreliable(k, n_eff, min_eff, reliable)
+        fields = [key.split("/", 2)[2] for key in samples[0] if key.startswith(f"store/{k}/")]
+        st = {f: np.concatenate([smp[f"store/{k}/{f}"] for smp in samples]) for f in fields}
+        n_st, m = st["member_e"].shape[:2]
+        pool_e = st["member_e"].reshape(n_st * m, -1)
+        pool_t = st["member_t"].reshape((n_st * m,) + st["member_t"].shape[2:])
+        values = {
+            "scale_L": float(cfg.lattice.n0**k),
+            "scale_L_out": float(cfg.lattice.n0 ** (k + 1)),
+            "coupling_g": coupling_at_step(cfg, k),
+            "omega": centres,
+            "omega_edges": edges,
+            "temperature": np.asarray(obs.temperatures, dtype=float),
+            **resp,
+            "mb_ratio": mb,
+            "mb_ratio_err": errs["mb_ratio_err"],
+            "mb_ratio_pool": mb_pool,
+            "mb_ratio_pool_err": errs["mb_ratio_pool_err"],
+            "n_effective": int(n_eff),
+            "reliable": bool(reliable),
+            "directions": list(obs.directions),
+            "mb_ratio_dir": mb_dir,
+            "mb_ratio_dir_err": errs["mb_ratio_dir_err"],
+            "reference_temperature": float(cfg.reference_temperature),
+            "reference_band": np.array(band),
+            "weight_tensor": w_units / per_unit,
+            "weight_l": wl,
+            "weight_t": wt,
+            "pool_energies": pool_e,
+            "pool_stress": pool_t,
+            "members": np.arange(n_st * m, dtype=np.int64).reshape(n_st, m),
+            "rotations": st["rotations"],
+            "superblock_energies": st["energies"],
+            "superblock_stress": st["stress"],
+        }
+        check_finite(k, values, obs.line, obs.omega_min, obs.omega_max)
+        steps.append((values, _diagnostics(cfg, k, st, pool_e, pool_t, total, count, samples)))
+    final_e = np.stack([smp["final_e"] for smp in samples])
+    final_t = np.stack([smp["final_t"] for smp in samples])
+    return steps, final_e, final_t
+
+
+def _diagnostics(cfg: Config, k: int, st: dict, pool_e, pool_t, total, count: int, samples: list) -> dict:
+    """Diagnostics of tree step k: per-super-block arrays of the stored subset, totals over every super block."""
+    solved = {
+        "trunc": [{"weight_kept": float(st["weight_kept"][j]),
+                   "lowest_excluded_energy": float(st["lowest_excluded_energy"][j]),
+                   "double_in_window": bool(st["double_in_window"][j]),
+                   "ground_reordered": bool(st["ground_reordered"][j])} for j in range(len(st["weight_kept"]))],
+        "solver": [{key: float(st[f"solver/{key}"][j]) for key in SOLVER_DIAGNOSTICS
+                    if np.isfinite(st[f"solver/{key}"][j])} for j in range(len(st["weight_kept"]))],
+        "n_resonance_warnings": int(total("n_resonance_warnings")),
+    }
+    n_pool = pool_e.shape[0]
+    lineage = np.arange(n_pool, dtype=np.int64)
+    d = step_diagnostics(k, solved, pool_e, pool_t, lineage, lineage[:: cfg.members], [],
+                         diversity_warn=cfg.rg.diversity_warn, warn_collapse=False)
+    pool_total = count * cfg.members
+    d["weight_kept_mean"] = float(total("weight_kept_sum")) / count
+    d["weight_kept_min"] = float(min(float(smp[f"{k}/weight_kept_min"]) for smp in samples))
+    d["double_in_window_count"] = int(total("double_in_window_count"))
+    d["ground_reordered_count"] = int(total("ground_reordered_count"))
+    for key in _SOLVER_SUMS:
+        d[f"{key}_total"] = int(total(f"{key}_total"))
+    wg = total("pool_ground_weight_sum") / pool_total
+    d["pool_ground_weight_tensor"] = wg
+    d["isotropy_residual"] = isotropic_projection(wg)[2]
+    d["pool_gap_mean"] = float(total("pool_gap_sum")) / pool_total
+    d["pool_top_level_mean"] = float(total("pool_top_sum")) / pool_total
+    d["pool_size"] = int(pool_total)
+    d["pool_distinct_ancestors"] = int(cfg.rg.samples * cfg.members**cfg.n_steps)
+    d["pool_distinct_lineages"] = int(pool_total)
+    d["pool_collapsed"] = False
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# Sample files: what a finished sample leaves on disk (resume, process pools, SLURM shards)
+# --------------------------------------------------------------------------------------------
+def samples_dir(output) -> "Path":
+    """The directory of a tree run's finished samples: ``OUT.h5`` → ``OUT.h5.samples/``."""
+    from pathlib import Path
+
+    output = Path(output)
+    return output.with_name(output.name + ".samples")
+
+
+def sample_path(directory, sample: int) -> "Path":
+    """``DIR/sample_000123.npz``: the arrays of one finished sample."""
+    from pathlib import Path
+
+    return Path(directory) / f"sample_{int(sample):06d}.npz"
+
+
+def save_sample(directory, cfg: Config, sample: int, arrays: dict) -> None:
+    """Write one sample's arrays atomically (temporary name, then rename), with the config that made them."""
+    import os
+
+    path = sample_path(directory, sample)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, __config_toml__=np.array(cfg.to_toml()), **arrays)
+    os.replace(tmp, path)
+
+
+def load_sample(directory, cfg: Config, sample: int):
+    """The arrays of a finished sample made with this config (seed included), or None."""
+    from ..config import load_config
+    from .control import resume_mismatch
+
+    path = sample_path(directory, sample)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if resume_mismatch(load_config(str(z["__config_toml__"])), cfg) is not None:
+                return None
+            return {key: z[key] for key in z.files if key != "__config_toml__"}
+    except (OSError, ValueError, KeyError):
+        return None  # a torn or foreign file: the sample is recomputed
+
+
+def compute_samples(cfg: Config, directory, indices, *, workers: int = 1, client=None, tick=lambda: None,
+                    log=None) -> None:
+    """Build the trees ``indices`` that ``directory`` lacks and save each one there as it finishes.
+
+    ``workers`` > 1 uses a pool of spawned processes (one sample per task); ``client`` (a
+    ``distributed.Client``: LocalCluster, SLURMCluster, a scheduler) maps the samples onto its workers,
+    which must see ``directory``. Every sample is a function of (config, index) alone, so the files do
+    not depend on ``workers`` or ``client``.
+    """
+    indices = list(indices)
+    todo = [s for s in indices if load_sample(directory, cfg, s) is None]
+    if log is not None:
+        how = "dask" if client is not None else f"{workers} worker process(es)"
+        log(f"tree: {len(indices) - len(todo)} of {len(indices)} sample(s) already done; {len(todo)} to build "
+            f"with {how}")
+    if client is not None and todo:
+        futures = client.map(_sample_task, [cfg.to_toml()] * len(todo), [str(directory)] * len(todo), todo,
+                             pure=False)
+        client.gather(futures)
+        return
+    if workers <= 1 or len(todo) <= 1:
+        for s in todo:
+            save_sample(directory, cfg, s, run_sample(cfg, s, tick))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+        futures = [pool.submit(_sample_task, cfg.to_toml(), str(directory), s) for s in todo]
+        try:
+            for fut in as_completed(futures):
+                fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _sample_task(config_toml: str, directory: str, sample: int) -> int:
+    """Process-pool task: build one sample and save it (returns the sample index)."""
+    from ..config import load_config
+
+    cfg = load_config(config_toml)
+    save_sample(directory, cfg, sample, run_sample(cfg, sample))
+    return sample
+
+
+def shard_samples(n_samples: int, shard: int, n_shards: int) -> list:
+    """The samples of shard ``shard`` of ``n_shards``: a contiguous block, sizes differing by at most one."""
+    lo = shard * n_samples // n_shards
+    hi = (shard + 1) * n_samples // n_shards
+    return list(range(lo, hi))

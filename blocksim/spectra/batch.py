@@ -1,0 +1,1229 @@
+"""Many small super blocks at once: the batched first-order solver of an RG step.
+
+An RG step solves thousands of super blocks of N0³ ≤ 64 members (:data:`BATCH_MAX_N0`), where the
+per-super-block path (:func:`blocksim.spectra.solve` + :meth:`Spectrum.truncate` +
+:meth:`Spectrum.transitions`) spends milliseconds of NumPy/SciPy orchestration on microseconds of
+arithmetic. :func:`solve_batch` takes the members and rotations of all super blocks as arrays and
+does the whole first-order solver (Eq. 3.2 of [ZL], :mod:`~blocksim.spectra.perturbative`,
+:mod:`~blocksim.spectra.excited`) for all of them in three numba kernels with stacked NumPy calls
+between them:
+
+* stage A (:func:`_stage_a`): rotation of the members (Mandel Q(R)·T, symmetrized), local fields,
+  the one-body perturbation 2h·T and the dressing test; then the dressed members of all super
+  blocks are diagonalized in their local fields at once (:func:`_dress`, stacked ``eigh``);
+* stage B (:func:`_stage_b`): the pair sums of the ground-row amplitudes, the one-body terms, the
+  first-order ⟨0|T|0⟩, the resonant single–single pairs and single–double pairs, the doubles and
+  the clusters (union–find); then the doubles' energies and amplitudes (:func:`_doubles`) and the
+  clusters of all super blocks, grouped by size (:func:`_clusters`, stacked ``eigh`` and ``matmul``);
+* stage C (:func:`_stage_c`): the stable sort of the levels, the truncation (lowest ``n_keep`` or an
+  energy window), the kept stress block to first order (the same
+  :func:`~blocksim.spectra.excited._y_kernel`) and the truncation diagnostics; the populations of
+  the transitions (DESIGN note 2) follow in NumPy.
+
+Every kernel is ``prange`` over super blocks, and one super block is computed sequentially inside one
+iteration, so the results do not depend on the thread count (serial twins below
+:data:`PARALLEL_MIN_SUPERBLOCKS`). Every operation is done in the order the per-super-block path does
+it (sequential sums where it loops or reduces along an outer axis, NumPy's pairwise sum where it
+calls ``np.sum``, scipy's row sums, the same LAPACK/BLAS calls stacked, which NumPy evaluates matrix
+by matrix), so the results are **bit-for-bit** those of the per-super-block path;
+tests/test_batch.py checks every output array with ``assert_array_equal`` on weak, strong, dressed,
+resonant and windowed cases, n = 2, 3, 4 and N0 = 2, 3.
+
+A super block beyond the kernels' fixed limits (more than 4·N(n−1) resonant single–single pairs,
+4·N(n−1) single–double pairs or 2·N(n−1) doubles, a cluster touching 9 or more members, an
+excited level at 0, a non-finite result) or within a relative :data:`FALLBACK_MARGIN` of a
+resonance or dressing threshold is solved by the per-super-block path itself
+(``fallback_reason``, :data:`REASONS`): identical by construction.
+
+:func:`solve_batch_reference` is the slow, obvious reference (STYLE 4): the per-super-block loop with
+the same output. ``solver.batched = false`` makes the RG step use it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .._numba import serial_twin
+from ..errors import InputError
+from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
+from ..response import Transitions, boltzmann
+from .excited import _keep, _safe_ratio, _y_kernel, double_amplitude, quadratic_form
+from .perturbative import RESONANT_FRACTION_WARN, ResonanceWarning
+from .superblock import assemble_superblock
+
+__all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
+
+#: Largest lattice edge the batched kernel accepts (N0³ = 64 members).
+BATCH_MAX_N0 = 4
+#: The kernel's resonance tests use thr·(1 − FALLBACK_MARGIN): borderline super blocks fall back.
+FALLBACK_MARGIN = 1e-9
+#: Fallback reasons (``BatchSolution.fallback_reason``): 0 = common path.
+REASONS = ("none", "within rounding of a resonance or dressing test", "resonant clusters beyond the kernels' limits",
+           "single-double pairs or doubles beyond the kernels' limits", "excited level at 0", "non-finite result")
+_OK, _BORDER, _RES_SS, _RES_SD, _ZERO, _NONFINITE = range(6)
+
+#: Solver diagnostics of :func:`blocksim.spectra.solve` ("perturbative"), in this order.
+SOLVER_DIAGNOSTICS = ("n_states", "ground_shift", "n_resonant_pairs", "n_resonant_single_double",
+                      "n_resonant_clusters", "max_cluster_size", "resonant_fraction", "n_dressed_members")
+
+
+@dataclass(frozen=True)
+class BatchSolution:
+    """Solved and truncated super blocks of one batch: the arrays an RG step consumes.
+
+    Per super block j (P rows, in order):
+
+    Attributes
+    ----------
+    energies : ndarray [P, n_keep]
+        Kept levels (as :meth:`Spectrum.truncate` returns them; ground 0), units E*.
+    stress : ndarray [P, 6, n_keep, n_keep]
+        Kept block ⟨α|T_tot|β⟩ (Mandel), first order in g, units T*.
+    weight_kept, lowest_excluded_energy : ndarray [P]
+        The truncation diagnostics of :meth:`Spectrum.truncate` (E* for the second).
+    double_in_window : ndarray [P] bool
+        Whether the lowest double excitation lies below the highest kept level.
+    diagnostics : dict
+        Solver diagnostics (:data:`SOLVER_DIAGNOSTICS`) → float64 [P].
+    lead : ndarray [P] int64
+        Member whose excitation dominates the lowest excited state (``Spectrum.labels[1]``).
+    excitations, excitation_offsets : ndarray [E], int64 [P + 1]
+        ``Spectrum.energies[1:]`` of super block j at ``excitations[excitation_offsets[j]:excitation_offsets[j + 1]]`` (E*).
+    omega, amp, population, temperatures, transition_offsets : ndarray [M], [M, 6], [n_T, M], [n_T], int64 [P + 1]
+        ``Spectrum.transitions(temperatures)`` of all super blocks, joined; super block j owns the
+        columns ``transition_offsets[j]:transition_offsets[j + 1]`` (see :meth:`transitions`).
+    fallback_reason : ndarray [P] int64
+        0: the batched common path; else the index in :data:`REASONS` of why the super block was
+        solved by the per-super-block path.
+    n_resonance_warnings : int
+        :class:`~blocksim.spectra.ResonanceWarning` raised by the per-super-block path (not re-emitted).
+    """
+
+    energies: np.ndarray
+    stress: np.ndarray
+    weight_kept: np.ndarray
+    lowest_excluded_energy: np.ndarray
+    double_in_window: np.ndarray
+    diagnostics: dict
+    lead: np.ndarray
+    excitations: np.ndarray
+    excitation_offsets: np.ndarray
+    omega: np.ndarray
+    amp: np.ndarray
+    population: np.ndarray
+    temperatures: np.ndarray
+    transition_offsets: np.ndarray
+    fallback_reason: np.ndarray
+    n_resonance_warnings: int
+
+    @property
+    def n_superblocks(self) -> int:
+        """Number of super blocks P."""
+        return int(self.energies.shape[0])
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """Lowest excitation energy of each super block ``[P]`` (E*)."""
+        return self.excitations[self.excitation_offsets[:-1]]
+
+    @property
+    def fallback_fraction(self) -> float:
+        """Fraction of the super blocks solved by the per-super-block path."""
+        return float(np.count_nonzero(self.fallback_reason)) / max(1, self.fallback_reason.size)
+
+    def segments(self) -> np.ndarray:
+        """Super block of each transition ``[M]`` int64."""
+        return np.repeat(np.arange(self.n_superblocks), np.diff(self.transition_offsets))
+
+    def transitions(self, j: int | None = None) -> Transitions:
+        """The transitions of super block ``j``, or of all super blocks joined (``j=None``, V = P)."""
+        if j is None:
+            return Transitions(self.omega, self.amp, self.population, self.temperatures,
+                               volume=float(self.n_superblocks))
+        a, b = self.transition_offsets[j], self.transition_offsets[j + 1]
+        return Transitions(self.omega[a:b], self.amp[a:b], self.population[:, a:b], self.temperatures)
+
+
+# ----------------------------------------------------------------------------------------------
+# numba kernel
+# ----------------------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _np_sum(a):
+    """``np.sum`` of a contiguous 1-D float64 array, bit for bit (NumPy's pairwise sum, n ≤ 128 block)."""
+    n = a.shape[0]
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    if n > 128:  # NumPy recurses on halves above its block size
+        half = (n // 2) - (n // 2) % 8
+        return _np_sum(a[:half]) + _np_sum(a[half:])
+    r = a[:8].copy()
+    i = 8
+    while i < n - (n % 8):
+        for j in range(8):
+            r[j] += a[i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True, nogil=True)
+def _stage_a(e, rmat, sraw, mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi, st, h, vloc, dressed):
+    """Rotation, local fields, one-body perturbation and dressing test of one super block.
+
+    e [N, n]; rmat [N, 3, 3]; sraw [N, 6, n, n] (unrotated); mi, mj int64 [6], wfac [6, 6] (Mandel
+    index pairs and w_a/w_b of :func:`~blocksim.model.tensors.rotation_mandel`); outputs st [N, 6, n, n]
+    (Q(R)·T, symmetrized, as :func:`~blocksim.spectra.assemble_superblock`), h [N, 6]
+    (:func:`~blocksim.spectra.perturbative._local_field_kernel` × g), vloc [N, n, n] (= 2h·T^s) and
+    dressed [N] (the rule of ``_dress_one_body``). Returns 0 or a fallback reason.
+    """
+    nb, nl = e.shape[0], e.shape[1]
+    off = n0 - 1
+    rot = np.empty((nl, nl))
+    q = np.empty((nb, 6, 6))
+    for s in range(nb):
+        for a in range(6):
+            for b in range(6):
+                qq = (rmat[s, mi[a], mi[b]] * rmat[s, mj[a], mj[b]]
+                      + rmat[s, mi[a], mj[b]] * rmat[s, mj[a], mi[b]])
+                if mi[b] == mj[b]:
+                    qq = 0.5 * qq
+                q[s, a, b] = qq * wfac[a, b]
+    for s in range(nb):
+        for a in range(6):
+            for m in range(nl):
+                for k in range(nl):
+                    acc = 0.0
+                    for b in range(6):
+                        acc += q[s, a, b] * sraw[s, b, m, k]
+                    rot[m, k] = acc
+            for m in range(nl):
+                for k in range(nl):
+                    st[s, a, m, k] = 0.5 * (rot[m, k] + rot[k, m])
+    for s in range(nb):
+        for m in range(1, nl):
+            if e[s, m] == 0.0:
+                return _ZERO
+    for s in range(nb):
+        for a in range(6):
+            acc = 0.0
+            for t in range(nb):
+                x = 0.0
+                if t != s:
+                    ix = pos[s, 0] - pos[t, 0] + off
+                    iy = pos[s, 1] - pos[t, 1] + off
+                    iz = pos[s, 2] - pos[t, 2] + off
+                    for b in range(6):
+                        x += table[ix, iy, iz, a, b] * st[t, b, 0, 0]
+                acc += x
+            h[s, a] = acc * g
+    for s in range(nb):
+        for m in range(nl):
+            for k in range(nl):
+                acc = 0.0
+                for a in range(6):
+                    acc += h[s, a] * st[s, a, m, k]
+                vloc[s, m, k] = 2.0 * acc
+        dressed[s] = False
+        for m in range(nl):
+            for k in range(nl):
+                if m == k:
+                    continue
+                if m == 0:
+                    gap = e[s, k]
+                elif k == 0:
+                    gap = e[s, m]
+                else:
+                    gap = abs(e[s, m] - e[s, k])
+                o = abs(vloc[s, m, k])
+                if o > 0.0:
+                    if gap == 0.0 or o / gap > thr:
+                        dressed[s] = True
+                    elif thr_lo * gap < o <= thr_hi * gap:
+                        return _BORDER
+        for m in range(1, nl):
+            if e[s, m] + (vloc[s, m, m] - vloc[s, 0, 0]) <= 0.0:
+                dressed[s] = True
+    return _OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _stage_b(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo, thr_hi,
+             node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, sd_single, sd_double, sd_v, dbl, counts):
+    """First-order sums of one super block (after dressing) and its resonant single–single clusters.
+
+    Inputs from :func:`_stage_a` and the dressed members (e_eff [N, n], x_eff [N, 6, n, n]). Outputs:
+    node_e [N(n−1)] first-order energies and node_amp [N(n−1), 6] ground-row amplitudes of the single
+    excitations (before the clusters are diagonalized), ground_t [6], scal[0] = ground_shift,
+    dx, u1 (:class:`~blocksim.spectra.excited.FirstOrderContext`), sd_single [M], sd_double [M, 4],
+    sd_v [M] (the single–double resonances as :func:`~blocksim.spectra.excited.single_double_resonances`
+    lists them), dbl [D, 4] (the doubles, canonical, unique, sorted: node ns + row), edges [E, 2] /
+    edge_v [E] (the resonant single–single pairs, i < j with V as the per-super-block pair list gives
+    it, then the single–double pairs), comp [ns + D] (cluster of each node, −1 alone), counts [5] =
+    (single–single pairs, clusters, singles in clusters, single–double pairs, doubles). Returns 0 or a
+    fallback reason.
+    """
+    nb, nl = e.shape[0], e.shape[1]
+    ne = nl - 1
+    ns = nb * ne
+    off = n0 - 1
+    for s in range(nb):
+        for m in range(1, nl):
+            if e_eff[s, m] == 0.0:
+                return _ZERO
+    # pair sums (_pair_kernel arithmetic) on the effective members; resonant pairs become edges
+    twog = 2.0 * g
+    delta2 = np.zeros((nb, nl, 6))
+    xs = np.empty(6)
+    n_edges = 0
+    for s in range(nb):
+        for t in range(nb):
+            if t == s:
+                continue
+            ix = pos[s, 0] - pos[t, 0] + off
+            iy = pos[s, 1] - pos[t, 1] + off
+            iz = pos[s, 2] - pos[t, 2] + off
+            for mp in range(1, nl):
+                ep = e_eff[t, mp]
+                for a in range(6):
+                    x = 0.0
+                    for b in range(6):
+                        x += table[ix, iy, iz, a, b] * x_eff[t, b, mp, 0]
+                    xs[a] = x
+                for mq in range(1, nl):
+                    vv = 0.0
+                    for a in range(6):
+                        vv += x_eff[s, a, mq, 0] * xs[a]
+                    vv *= twog
+                    em = e_eff[s, mq]
+                    diff = em - ep
+                    av = abs(vv)
+                    res = av > thr * abs(diff)
+                    if av != 0.0 and thr_lo * abs(diff) < av <= thr_hi * abs(diff):
+                        return _BORDER
+                    if res and s < t:
+                        if n_edges >= edges.shape[0] - sd_v.shape[0]:
+                            return _RES_SS
+                        edges[n_edges, 0] = s * ne + mq - 1
+                        edges[n_edges, 1] = t * ne + mp - 1
+                        edge_v[n_edges] = vv
+                        n_edges += 1
+                    if diff == 0.0 and not res:
+                        continue
+                    c = -1.0 / (em + ep)
+                    if not res:
+                        c = c + 1.0 / diff
+                    fb = vv * c
+                    for a in range(6):
+                        delta2[s, mq, a] += fb * x_eff[t, a, mp, 0]
+    # one-body terms (_one_body_terms) of the members that are not dressed; dressed: exact
+    gt1 = np.zeros((nb, 6))
+    d1 = np.empty(6)
+    for s in range(nb):
+        for m in range(1, nl):
+            i = s * ne + m - 1
+            if dressed[s]:
+                node_e[i] = e_eff[s, m]
+                for a in range(6):
+                    d1[a] = x_eff[s, a, m, 0] - st[s, a, m, 0]
+            else:
+                node_e[i] = e[s, m] + vloc[s, m, m] - vloc[s, 0, 0]
+                for a in range(6):
+                    d1[a] = 0.0
+                em = e[s, m]
+                coeff = vloc[s, m, 0] / em
+                for a in range(6):
+                    d1[a] += coeff * (st[s, a, 0, 0] - st[s, a, m, m])
+                    gt1[s, a] += -2.0 * coeff * st[s, a, m, 0]
+                for k in range(1, nl):
+                    if k == m:
+                        continue
+                    ek = e[s, k]
+                    ck = vloc[s, k, m] / (em - ek) if abs(em - ek) > 0 else 0.0
+                    c0 = -vloc[s, k, 0] / ek
+                    for a in range(6):
+                        d1[a] += ck * st[s, a, k, 0]
+                        d1[a] += c0 * st[s, a, m, k]
+            for a in range(6):
+                node_amp[i, a] = st[s, a, m, 0] + d1[a] + delta2[s, m, a]
+        if dressed[s]:
+            for a in range(6):
+                gt1[s, a] = x_eff[s, a, 0, 0] - st[s, a, 0, 0]
+    for a in range(6):
+        s0 = st[0, a, 0, 0]
+        s1 = gt1[0, a]
+        for s in range(1, nb):
+            s0 += st[s, a, 0, 0]
+            s1 += gt1[s, a]
+        ground_t[a] = s0 + s1
+    prod = np.empty(nb * 6)
+    for s in range(nb):
+        for a in range(6):
+            prod[s * 6 + a] = st[s, a, 0, 0] * h[s, a]
+    scal[0] = _np_sum(prod)
+    # FirstOrderContext arrays: δX = X − δ_ab X_00, U = off-diagonal one-body part (0 if dressed)
+    for s in range(nb):
+        for a in range(6):
+            for m in range(nl):
+                for k in range(nl):
+                    dx[s, a, m, k] = x_eff[s, a, m, k]
+            for m in range(nl):
+                dx[s, a, m, m] = x_eff[s, a, m, m] - x_eff[s, a, 0, 0]
+        for m in range(nl):
+            for k in range(nl):
+                u1[s, m, k] = 0.0 if (dressed[s] or m == k) else vloc[s, m, k]
+    # single–double resonances (_single_double_kernel order: t, p, q, s, m); a borderline one falls back
+    g2 = 2.0 * g
+    xnorm = np.empty((nb, nl))
+    for s in range(nb):
+        for m in range(nl):
+            acc = 0.0
+            for a in range(6):
+                acc += x_eff[s, a, m, 0] * x_eff[s, a, m, 0]
+            xnorm[s, m] = np.sqrt(acc)
+    ws = np.empty(6)
+    n_sd = 0
+    for t in range(nb):
+        for p in range(1, nl):
+            for qq in range(1, nl):
+                dxn = 0.0
+                for a in range(6):
+                    dxn += dx[t, a, qq, p] * dx[t, a, qq, p]
+                dxn = np.sqrt(dxn) * g2
+                target = e_eff[t, p] - e_eff[t, qq]
+                for s in range(nb):
+                    if s == t:
+                        continue
+                    ix = pos[t, 0] - pos[s, 0] + off
+                    iy = pos[t, 1] - pos[s, 1] + off
+                    iz = pos[t, 2] - pos[s, 2] + off
+                    tn = dxn * tnorm[ix, iy, iz]
+                    for m in range(1, nl):
+                        den = target - e_eff[s, m]
+                        if not tn * xnorm[s, m] * (1.0 + 1e-6) > thr_lo * abs(den):
+                            continue
+                        for b in range(6):
+                            acc = 0.0
+                            for a in range(6):
+                                acc += dx[t, a, qq, p] * table[ix, iy, iz, a, b]
+                            ws[b] = g2 * acc
+                        two_body = 0.0
+                        for b in range(6):
+                            two_body += ws[b] * x_eff[s, b, m, 0]
+                        at = abs(two_body)
+                        if two_body == 0.0 or not at > thr_lo * abs(den):
+                            continue
+                        if at <= thr_hi * abs(den) or not tn * xnorm[s, m] > thr_hi * abs(den):
+                            return _BORDER
+                        if n_sd >= sd_v.shape[0]:
+                            return _RES_SD
+                        sd_single[n_sd] = t * ne + p - 1
+                        sd_double[n_sd, 0] = t
+                        sd_double[n_sd, 1] = qq
+                        sd_double[n_sd, 2] = s
+                        sd_double[n_sd, 3] = m
+                        sd_v[n_sd] = two_body + u1[s, m, 0] if qq == p else two_body
+                        n_sd += 1
+    # the doubles: canonical (s, k, t, p) with s < t, unique, in lexicographic order (node ns + row)
+    keys = np.empty(n_sd, dtype=np.int64)
+    for i in range(n_sd):
+        t, qq, s, m = sd_double[i, 0], sd_double[i, 1], sd_double[i, 2], sd_double[i, 3]
+        if t > s:
+            t, qq, s, m = s, m, t, qq
+        keys[i] = ((t * nl + qq) * nb + s) * nl + m
+    ukeys = np.unique(keys)
+    nd = ukeys.shape[0]
+    if nd > dbl.shape[0]:
+        return _RES_SD
+    for j in range(nd):
+        kq = ukeys[j]
+        dbl[j, 3] = kq % nl
+        kq //= nl
+        dbl[j, 2] = kq % nb
+        kq //= nb
+        dbl[j, 1] = kq % nl
+        dbl[j, 0] = kq // nl
+    n_nodes = ns + nd
+    # clusters: connected components of the resonant pairs (union–find, smallest node as root)
+    parent = np.arange(n_nodes)
+    for k in range(n_edges + n_sd):
+        if k < n_edges:
+            ra, rb = edges[k, 0], edges[k, 1]
+        else:
+            ra = sd_single[k - n_edges]
+            rb = ns + np.searchsorted(ukeys, keys[k - n_edges])
+            edges[k, 0] = ra
+            edges[k, 1] = rb
+            edge_v[k] = sd_v[k - n_edges]
+        while parent[ra] != ra:
+            ra = parent[ra]
+        while parent[rb] != rb:
+            rb = parent[rb]
+        if ra != rb:
+            if ra < rb:
+                parent[rb] = ra
+            else:
+                parent[ra] = rb
+    size = np.zeros(n_nodes, dtype=np.int64)
+    for i in range(n_nodes):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        parent[i] = r
+        size[r] += 1
+    n_clusters = 0
+    in_clusters = 0
+    label = np.full(n_nodes, -1, dtype=np.int64)
+    touched = np.zeros(nb, dtype=np.bool_)
+    for i in range(n_nodes):
+        r = parent[i]
+        if size[r] > 1:
+            if label[r] < 0:
+                label[r] = n_clusters
+                n_clusters += 1
+                touched[:] = False
+                for j in range(n_nodes):
+                    if parent[j] == r:
+                        if j < ns:
+                            touched[j // ne] = True
+                        else:
+                            touched[dbl[j - ns, 0]] = True
+                            touched[dbl[j - ns, 2]] = True
+                if np.count_nonzero(touched) >= 9:  # scipy's row sums (first + rest) go pairwise at 8 more
+                    return _RES_SS
+            comp[i] = label[r]
+            if i < ns:
+                in_clusters += 1
+        else:
+            comp[i] = -1
+    counts[0] = n_edges
+    counts[1] = n_clusters
+    counts[2] = in_clusters
+    counts[3] = n_sd
+    counts[4] = nd
+    for i in range(ns):
+        if not np.isfinite(node_e[i]):
+            return _NONFINITE
+        for a in range(6):
+            if not np.isfinite(node_amp[i, a]):
+                return _NONFINITE
+    return _OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, total_t0, ground_t, out):
+    """out[:6] = ⟨na|T_tot|nbb⟩ between basis nodes na ≤ nbb (:func:`~blocksim.spectra.excited.node_element`)."""
+    if nbb < ns:  # two singles: first order (single_element)
+        s, m = na // ne, na % ne + 1
+        t, p = nbb // ne, nbb % ne + 1
+        for a in range(6):
+            if s == t and m == p:
+                out[a] = total_t0[a] - x_eff[s, a, 0, 0] + x_eff[s, a, m, m]
+            elif s == t:
+                out[a] = x_eff[s, a, m, p]
+            else:
+                out[a] = 0.0
+        _y_kernel(s, m, t, p, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+        _y_kernel(t, p, s, m, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, out)
+        return
+    u, lu, v, lv = dbl[nbb - ns, 0], dbl[nbb - ns, 1], dbl[nbb - ns, 2], dbl[nbb - ns, 3]
+    if na < ns:  # single–double: T lowers the double's other member to its ground
+        s, m = na // ne, na % ne + 1
+        for a in range(6):
+            if s == u and m == lu:
+                out[a] = x_eff[v, a, 0, lv]
+            elif s == v and m == lv:
+                out[a] = x_eff[u, a, 0, lu]
+            else:
+                out[a] = 0.0
+        return
+    s, k, t, p = dbl[na - ns, 0], dbl[na - ns, 1], dbl[na - ns, 2], dbl[na - ns, 3]
+    # levels of the members of either double in a and b (0 if not excited)
+    mem = np.array([s, t, u, v])
+    n_diff = 0
+    w_mem = -1
+    for i in range(4):
+        x = mem[i]
+        dup = False
+        for j in range(i):
+            if mem[j] == x:
+                dup = True
+        if dup:
+            continue
+        la = k if x == s else (p if x == t else 0)
+        lb = lu if x == u else (lv if x == v else 0)
+        if la != lb:
+            n_diff += 1
+            w_mem = x
+    if n_diff == 0:
+        for a in range(6):
+            out[a] = ground_t[a] + (x_eff[s, a, k, k] - x_eff[s, a, 0, 0])
+            out[a] = out[a] + (x_eff[t, a, p, p] - x_eff[t, a, 0, 0])
+    elif n_diff == 1:
+        la = k if w_mem == s else (p if w_mem == t else 0)
+        lb = lu if w_mem == u else (lv if w_mem == v else 0)
+        for a in range(6):
+            out[a] = x_eff[w_mem, a, la, lb]
+    else:
+        for a in range(6):
+            out[a] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp, ground_t,
+             coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0, kept, idx, order_out, scal):
+    """Sorted spectrum, truncation and kept stress block of one super block (after its clusters).
+
+    node_e [ns + D], node_amp [ns + D, 6]: the n_nodes = ns + (doubles) basis nodes after the clusters
+    are diagonalized; the state held by node i is Σ_k coef_vals[i, k]·|coef_nodes[i, k]⟩
+    (k < coef_len[i]); node_label [ns + D] its dominant node; dbl [D, 4] the doubles. Outputs:
+    energies [K], amp0 [K, 6] (``Spectrum.energies``, ``Spectrum.amp0``; K = 1 + n_nodes),
+    kept [6, n_keep, n_keep] and idx [n_keep] (``Spectrum.truncate``), order_out [n_nodes] (node of
+    each sorted excitation), scal[1:5] = (weight_kept, lowest_excluded_energy, double_in_window,
+    lead member).
+    """
+    nb, nl = e_eff.shape[0], e_eff.shape[1]
+    ne = nl - 1
+    ns = nb * ne
+    kk = n_nodes + 1
+    g2 = 2.0 * g
+    order = np.argsort(node_e[:n_nodes], kind="mergesort")
+    energies[0] = 0.0
+    for a in range(6):
+        amp0[0, a] = ground_t[a]
+    for r in range(n_nodes):
+        i = order[r]
+        order_out[r] = i
+        energies[1 + r] = node_e[i]
+        for a in range(6):
+            amp0[1 + r, a] = node_amp[i, a]
+    if window <= 0.0:
+        for i in range(n_keep):
+            idx[i] = i
+    else:
+        dist = np.empty(n_nodes)
+        for r in range(n_nodes):
+            dist[r] = abs(energies[1 + r] - window)
+        near = np.sort(np.argsort(dist, kind="mergesort")[: n_keep - 1] + 1)
+        idx[0] = 0
+        for i in range(n_keep - 1):
+            idx[1 + i] = near[i]
+    for a in range(6):
+        for i in range(n_keep):
+            for j in range(n_keep):
+                kept[a, i, j] = 0.0
+        kept[a, 0, 0] = ground_t[a]
+    for i in range(1, n_keep):
+        for a in range(6):
+            kept[a, 0, i] = amp0[idx[i], a]
+            kept[a, i, 0] = amp0[idx[i], a]
+    total_t0 = np.empty(6)
+    for a in range(6):
+        acc = x_eff[0, a, 0, 0]
+        for s in range(1, nb):
+            acc += x_eff[s, a, 0, 0]
+        total_t0[a] = acc
+    out = np.empty(6)
+    acc6 = np.empty(6)
+    for i in range(1, n_keep):
+        si = order[idx[i] - 1]
+        for j in range(i, n_keep):
+            sj = order[idx[j] - 1]
+            for a in range(6):
+                acc6[a] = 0.0
+            for ka in range(coef_len[si]):
+                for kb in range(coef_len[sj]):
+                    na = coef_nodes[si, ka]
+                    nbb = coef_nodes[sj, kb]
+                    if na > nbb:
+                        na, nbb = nbb, na
+                    _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, total_t0,
+                                  ground_t, out)
+                    cc = coef_vals[si, ka] * coef_vals[sj, kb]
+                    for a in range(6):
+                        acc6[a] += cc * out[a]
+            for a in range(6):
+                kept[a, i, j] = acc6[a]
+                kept[a, j, i] = acc6[a]
+    for a in range(6):
+        for i in range(n_keep):
+            for j in range(n_keep):
+                kept[a, i, j] = 0.5 * (kept[a, i, j] + kept[a, j, i])
+    sq = np.empty(n_nodes * 6)
+    for r in range(n_nodes):
+        for a in range(6):
+            sq[r * 6 + a] = amp0[1 + r, a] ** 2
+    w = _np_sum(sq)
+    sqk = np.empty((n_keep - 1) * 6)
+    for i in range(n_keep - 1):
+        for a in range(6):
+            sqk[i * 6 + a] = amp0[idx[1 + i], a] ** 2
+    scal[1] = _np_sum(sqk) / w if w > 0 else 1.0
+    scal[2] = np.nan
+    for r in range(1, kk):
+        found = False
+        for i in range(n_keep):
+            if idx[i] == r:
+                found = True
+        if not found:
+            scal[2] = energies[r]
+            break
+    lo1 = np.inf
+    lo2 = np.inf
+    for s in range(nb):
+        v = e_eff[s, 1]
+        if v < lo1:
+            lo2 = lo1
+            lo1 = v
+        elif v < lo2:
+            lo2 = v
+    scal[3] = 1.0 if lo1 + lo2 < energies[idx[n_keep - 1]] else 0.0
+    lab = node_label[order[0]]
+    scal[4] = lab // ne if lab < ns else dbl[lab - ns, 0]
+    for a in range(6):
+        for i in range(n_keep):
+            for j in range(n_keep):
+                if not np.isfinite(kept[a, i, j]):
+                    return _NONFINITE
+    for r in range(kk):
+        if not np.isfinite(energies[r]):
+            return _NONFINITE
+        for a in range(6):
+            if not np.isfinite(amp0[r, a]):
+                return _NONFINITE
+    return _OK
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _stage_a_kernel_parallel(e, rmat, sraw, mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi,
+                             st, h, vloc, dressed, reason):
+    """:func:`_stage_a` for every super block p (``prange``; arrays with a leading [P] axis)."""
+    for p in numba.prange(e.shape[0]):
+        reason[p] = _stage_a(e[p], rmat[p], sraw[p], mi, mj, wfac, pos, table, n0, g, thr, thr_lo, thr_hi,
+                             st[p], h[p], vloc[p], dressed[p])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _stage_b_kernel_parallel(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo,
+                             thr_hi, node_e, node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, sd_single,
+                             sd_double, sd_v, dbl, counts, reason):
+    """:func:`_stage_b` for every super block p with ``reason[p] == 0`` (``prange``)."""
+    for p in numba.prange(e.shape[0]):
+        if reason[p] == 0:
+            reason[p] = _stage_b(e[p], st[p], h[p], vloc[p], dressed[p], e_eff[p], x_eff[p], pos, table, tnorm,
+                                 n0, g, thr, thr_lo, thr_hi, node_e[p], node_amp[p], ground_t[p], scal[p],
+                                 dx[p], u1[p], comp[p], edges[p], edge_v[p], sd_single[p], sd_double[p],
+                                 sd_v[p], dbl[p], counts[p])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _stage_c_kernel_parallel(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp,
+                             ground_t, coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0,
+                             kept, idx, order, scal, reason):
+    """:func:`_stage_c` for every super block p with ``reason[p] == 0`` (``prange``)."""
+    for p in numba.prange(e_eff.shape[0]):
+        if reason[p] == 0:
+            reason[p] = _stage_c(e_eff[p], x_eff[p], dx[p], u1[p], pos, table, n0, g, thr, n_keep, window,
+                                 node_e[p], node_amp[p], ground_t[p], coef_nodes[p], coef_vals[p], coef_len[p],
+                                 node_label[p], dbl[p], n_nodes[p], energies[p], amp0[p], kept[p], idx[p],
+                                 order[p], scal[p])
+
+
+_stage_a_kernel_serial = serial_twin(_stage_a_kernel_parallel)
+_stage_b_kernel_serial = serial_twin(_stage_b_kernel_parallel)
+_stage_c_kernel_serial = serial_twin(_stage_c_kernel_parallel)
+#: Super blocks per call from which the ``prange`` kernels run (the thread pool costs ~0.5 ms to wake).
+PARALLEL_MIN_SUPERBLOCKS = 64
+
+
+# ----------------------------------------------------------------------------------------------
+# Python side
+# ----------------------------------------------------------------------------------------------
+_MI = np.array([ij[0] for ij in MANDEL_INDEX], dtype=np.int64)
+_MJ = np.array([ij[1] for ij in MANDEL_INDEX], dtype=np.int64)
+_WFAC = np.outer(MANDEL_WEIGHT, 1.0 / MANDEL_WEIGHT)
+
+
+def _check_inputs(energies, stress, rotations, n0):
+    energies = np.ascontiguousarray(energies, dtype=float)
+    stress = np.ascontiguousarray(stress, dtype=float)
+    rotations = np.ascontiguousarray(rotations, dtype=float)
+    if energies.ndim != 3:
+        raise InputError(f"energies shape = {energies.shape}: must be [P, N, n]")
+    p, nb, nl = energies.shape
+    if stress.shape != (p, nb, 6, nl, nl):
+        raise InputError(f"stress shape = {stress.shape}: must be {(p, nb, 6, nl, nl)}")
+    if rotations.shape != (p, nb, 3, 3):
+        raise InputError(f"rotations shape = {rotations.shape}: must be {(p, nb, 3, 3)}")
+    if nb != n0**3:
+        raise InputError(f"members per super block = {nb}: must be n0³ = {n0**3}")
+    return energies, stress, rotations
+
+
+def _lead_member(spec, member_energies) -> int:
+    """Member whose excitation dominates the super block's first excited state (``Spectrum.labels``)."""
+    labels = getattr(spec, "labels", None)
+    if labels is not None and len(labels) > 1:
+        excited = np.nonzero(np.asarray(labels[1]))[0]
+        if excited.size:
+            return int(excited[0])
+    return int(np.argmin(member_energies[:, 1]))
+
+
+def _empty_rows(p: int, n_keep: int) -> dict:
+    return {
+        "energies": np.zeros((p, n_keep)),
+        "stress": np.zeros((p, 6, n_keep, n_keep)),
+        "weight_kept": np.zeros(p),
+        "lowest_excluded_energy": np.zeros(p),
+        "double_in_window": np.zeros(p, dtype=bool),
+        "diagnostics": {key: np.zeros(p) for key in SOLVER_DIAGNOSTICS},
+        "lead": np.zeros(p, dtype=np.int64),
+    }
+
+
+def _reference_rows(rows, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, thr, n_keep,
+                    window_center, temps, out: dict, ragged: dict) -> int:
+    """The per-super-block path for the super blocks ``rows``: fills ``out`` and ``ragged``; returns warnings.
+
+    ``ragged[name][j]`` gets super block j's excitations (``"exc"``), transition frequencies, amplitudes
+    and populations (``"omega"``, ``"amp"``, ``"pop"`` as [M_j, n_T]).
+    """
+    from . import solve  # the facade (package __init__)
+
+    n_warn = 0
+    for j in rows:
+        sb = assemble_superblock(energies[j], stress[j], rotations[j], n0, coupling_g, cl_over_ct, form, table=table)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec = solve(sb, "perturbative", resonance_threshold=thr)
+        for w in caught:
+            if issubclass(w.category, ResonanceWarning):
+                n_warn += 1
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if len(spec.energies) < n_keep:
+            raise InputError(f"n_keep = {n_keep}: super block {j} has only {len(spec.energies)} computed states")
+        e_new, t_new, diag = spec.truncate(n_keep, window_center)
+        tr = spec.transitions(temps)
+        out["energies"][j] = e_new
+        out["stress"][j] = t_new
+        out["weight_kept"][j] = diag["weight_kept"]
+        out["lowest_excluded_energy"][j] = diag["lowest_excluded_energy"]
+        out["double_in_window"][j] = diag["double_in_window"]
+        for key in SOLVER_DIAGNOSTICS:
+            out["diagnostics"][key][j] = spec.diagnostics[key]
+        out["lead"][j] = _lead_member(spec, energies[j])
+        ragged["exc"][j] = spec.energies[1:]
+        ragged["omega"][j] = tr.omega
+        ragged["amp"][j] = tr.amp
+        ragged["pop"][j] = tr.population.T
+    return n_warn
+
+
+def _ragged(common, valid, extra: dict):
+    """Row j of ``common`` [P, L, ...] where ``valid`` [P, L], or ``extra[j]`` [L_j, ...] for the rows in ``extra``.
+
+    Returns ``(flat [M, ...], offsets [P + 1])`` with row j at ``flat[offsets[j]:offsets[j + 1]]``.
+    """
+    valid = valid.copy()
+    if extra:
+        valid[list(extra)] = False
+    lengths = valid.sum(axis=1)
+    for j, a in extra.items():
+        lengths[j] = len(a)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.empty((int(offsets[-1]),) + common.shape[2:])
+    rows, cols = np.nonzero(valid)
+    rank = np.cumsum(valid, axis=1)[rows, cols] - 1
+    flat[offsets[rows] + rank] = common[rows, cols]
+    for j, a in extra.items():
+        flat[offsets[j]:offsets[j + 1]] = a
+    return flat, offsets
+
+
+def _finish(out: dict, common: dict, ragged: dict, temps, reason, n_warn) -> BatchSolution:
+    exc, exc_off = _ragged(common["exc"], common["exc_valid"], ragged["exc"])
+    omega, tr_off = _ragged(common["omega"], common["valid"], ragged["omega"])
+    amp, _ = _ragged(common["amp"], common["valid"], ragged["amp"])
+    pop, _ = _ragged(common["pop"], common["valid"], ragged["pop"])
+    return BatchSolution(excitations=exc, excitation_offsets=exc_off, omega=omega, amp=amp,
+                         population=np.ascontiguousarray(pop.T), temperatures=temps, transition_offsets=tr_off,
+                         fallback_reason=reason, n_resonance_warnings=n_warn, **out)
+
+
+def solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, *,
+                          resonance_threshold=0.1, n_keep=3, window_center=None, temperatures=(0.1,)) -> BatchSolution:
+    """The per-super-block path: the slow, obvious reference of :func:`solve_batch` (STYLE 4).
+
+    Each super block is assembled (:func:`~blocksim.spectra.assemble_superblock`), solved
+    (:func:`blocksim.spectra.solve`, ``"perturbative"``), truncated (:meth:`Spectrum.truncate`) and
+    its transitions taken (:meth:`Spectrum.transitions`), one after the other. Same arguments and
+    output as :func:`solve_batch`, with ``fallback_reason`` all 0.
+
+    Parameters
+    ----------
+    energies, stress, rotations : ndarray [P, N, n], [P, N, 6, n, n], [P, N, 3, 3]
+        Members of each super block (E*, T*; stress unrotated) and their rotations.
+    n0, coupling_g, cl_over_ct, form, table
+        As for :func:`solve_batch`.
+    resonance_threshold, n_keep, window_center, temperatures
+        As for :func:`solve_batch`.
+
+    Returns
+    -------
+    BatchSolution
+        One row per super block, in order.
+    """
+    energies, stress, rotations = _check_inputs(energies, stress, rotations, n0)
+    temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
+    p = energies.shape[0]
+    out = _empty_rows(p, n_keep)
+    ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
+    n_warn = _reference_rows(range(p), energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
+                             float(resonance_threshold), n_keep, window_center, temps, out, ragged)
+    none = np.zeros((p, 0), dtype=bool)
+    common = {"exc": np.zeros((p, 0)), "exc_valid": none, "omega": np.zeros((p, 0)), "valid": none,
+              "amp": np.zeros((p, 0, 6)), "pop": np.zeros((p, 0, temps.size))}
+    return _finish(out, common, ragged, temps, np.zeros(p, dtype=np.int64), n_warn)
+
+
+def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, *,
+                resonance_threshold=0.1, n_keep=3, window_center=None, temperatures=(0.1,)) -> BatchSolution:
+    """Solve, truncate and take the transitions of P small super blocks in one numba call.
+
+    Results are those of :func:`solve_batch_reference` (the per-super-block path) bit for bit: the
+    kernel does the common path with the reference's arithmetic, and every super block with a
+    dressed member or a resonance is solved by the per-super-block path (module docstring).
+
+    Parameters
+    ----------
+    energies : ndarray [P, N, n]
+        Member levels of each super block (ground 0, ascending), units E*; N = n0³.
+    stress : ndarray [P, N, 6, n, n]
+        Member stress (Mandel, each block's eigenbasis, not yet rotated), units T*.
+    rotations : ndarray [P, N, 3, 3]
+        Rotation of each member (T → R T Rᵀ).
+    n0 : int
+        Lattice edge (2 ≤ n0 ≤ :data:`BATCH_MAX_N0`); member i sits on site i of the cube in C order.
+    coupling_g, cl_over_ct, form : float, float, str
+        Coupling of this scale, c_l/c_t and the form of Λ (:func:`~blocksim.spectra.assemble_superblock`).
+    table : ndarray [2n0−1]³×[6, 6]
+        Λ per displacement (:func:`blocksim.model.coupling.displacement_table`, without g).
+    resonance_threshold : float
+        As for :func:`blocksim.spectra.solve`.
+    n_keep : int
+        States kept per super block (:meth:`Spectrum.truncate`).
+    window_center : float or None
+        None keeps the lowest ``n_keep`` states; else the centre of the energy window (E*).
+    temperatures : array_like [n_T]
+        Temperatures of the transitions' populations (E*).
+
+    Returns
+    -------
+    BatchSolution
+        One row per super block, in order.
+    """
+    n0 = int(n0)
+    if not 2 <= n0 <= BATCH_MAX_N0:
+        raise InputError(f"n0 = {n0}: the batched solver takes 2 ≤ n0 ≤ {BATCH_MAX_N0}")
+    energies, stress, rotations = _check_inputs(energies, stress, rotations, n0)
+    p, nb, nl = energies.shape
+    temps = np.atleast_1d(np.asarray(temperatures, dtype=float))
+    thr = float(resonance_threshold)
+    kk = 1 + nb * (nl - 1)
+    kwargs = dict(resonance_threshold=thr, n_keep=n_keep, window_center=window_center, temperatures=temps)
+    if n_keep > kk or p == 0:  # only super blocks with resonant doubles could have n_keep states
+        return solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, **kwargs)
+    window = -1.0 if window_center is None else float(window_center)
+    if window_center is not None and not (np.isfinite(window) and window > 0):
+        raise InputError(f"window_center = {window_center!r}: must be a finite energy > 0 (units E*)")
+    pos = np.ascontiguousarray(np.stack(np.unravel_index(np.arange(nb), (n0, n0, n0)), axis=1), dtype=np.int64)
+    table = np.ascontiguousarray(table, dtype=float)
+    tnorm = np.sqrt(np.sum(table**2, axis=(-2, -1)))
+    g = float(coupling_g)
+    thr_lo, thr_hi = thr * (1.0 - FALLBACK_MARGIN), thr * (1.0 + FALLBACK_MARGIN)
+    par = p >= PARALLEL_MIN_SUPERBLOCKS
+    ns = nb * (nl - 1)
+    # stage A: rotation, local fields, dressing test (rows of fallback super blocks stay partly unwritten)
+    st = np.zeros((p, nb, 6, nl, nl))
+    h = np.zeros((p, nb, 6))
+    vloc = np.zeros((p, nb, nl, nl))
+    dressed = np.zeros((p, nb), dtype=bool)
+    reason = np.zeros(p, dtype=np.int64)
+    (_stage_a_kernel_parallel if par else _stage_a_kernel_serial)(
+        energies, rotations, stress, _MI, _MJ, _WFAC, pos, table, n0, g, thr, thr_lo, thr_hi, st, h, vloc,
+        dressed, reason)
+    e_eff, x_eff = _dress(energies, st, vloc, dressed & (reason == 0)[:, None])
+    # stage B: first-order sums, resonant single–single and single–double pairs, clusters
+    n_sd_max, n_dbl_max = 4 * ns, 2 * ns
+    nn = ns + n_dbl_max
+    node_e = np.zeros((p, nn))
+    node_amp = np.zeros((p, nn, 6))
+    ground_t = np.zeros((p, 6))
+    scal = np.zeros((p, 5))
+    dx = np.zeros_like(st)
+    u1 = np.zeros_like(vloc)
+    comp = np.full((p, nn), -1, dtype=np.int64)
+    edges = np.zeros((p, 4 * ns + n_sd_max, 2), dtype=np.int64)
+    edge_v = np.zeros((p, 4 * ns + n_sd_max))
+    sd_single = np.zeros((p, n_sd_max), dtype=np.int64)
+    sd_double = np.zeros((p, n_sd_max, 4), dtype=np.int64)
+    sd_v = np.zeros((p, n_sd_max))
+    dbl = np.zeros((p, n_dbl_max, 4), dtype=np.int64)
+    counts = np.zeros((p, 5), dtype=np.int64)
+    (_stage_b_kernel_parallel if par else _stage_b_kernel_serial)(
+        energies, st, h, vloc, dressed, e_eff, x_eff, pos, table, tnorm, n0, g, thr, thr_lo, thr_hi, node_e,
+        node_amp, ground_t, scal, dx, u1, comp, edges, edge_v, sd_single, sd_double, sd_v, dbl, counts, reason)
+    ok = reason == 0
+    counts[~ok] = 0
+    _doubles(node_e, node_amp, dbl, counts[:, 4], e_eff, x_eff, dx, pos, table, n0, g, thr)
+    cl = _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl)
+    # stage C: sorted spectrum, truncation, kept block
+    n_nodes = ns + counts[:, 4]
+    e_all = np.zeros((p, 1 + nn))
+    amp0 = np.zeros((p, 1 + nn, 6))
+    kept = np.zeros((p, 6, n_keep, n_keep))
+    idx = np.zeros((p, n_keep), dtype=np.int64)
+    order = np.zeros((p, nn), dtype=np.int64)
+    (_stage_c_kernel_parallel if par else _stage_c_kernel_serial)(
+        e_eff, x_eff, dx, u1, pos, table, n0, g, thr, int(n_keep), window, cl["node_e"], cl["node_amp"],
+        ground_t, cl["coef_nodes"], cl["coef_vals"], cl["coef_len"], cl["node_label"], dbl, n_nodes, e_all, amp0,
+        kept, idx, order, scal, reason)
+    ok = reason == 0
+    frac = counts[:, 2] / ns
+    out = {
+        "energies": np.take_along_axis(e_all, idx, axis=1),
+        "stress": kept,
+        "weight_kept": scal[:, 1].copy(),
+        "lowest_excluded_energy": scal[:, 2].copy(),
+        "double_in_window": scal[:, 3] > 0.5,
+        "diagnostics": {
+            "n_states": (1 + n_nodes).astype(float),
+            "ground_shift": scal[:, 0].copy(),
+            "n_resonant_pairs": counts[:, 0].astype(float),
+            "n_resonant_single_double": counts[:, 3].astype(float),
+            "n_resonant_clusters": counts[:, 1].astype(float),
+            "max_cluster_size": cl["max_size"].astype(float),
+            "resonant_fraction": frac,
+            "n_dressed_members": np.count_nonzero(dressed, axis=1).astype(float),
+        },
+        "lead": scal[:, 4].astype(np.int64),
+    }
+    common = _common_transitions(e_eff, x_eff, e_all, amp0, cl["weights"], order, n_nodes, temps)
+    ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
+    n_warn = int(np.count_nonzero(ok & (frac > RESONANT_FRACTION_WARN)))  # counted, not emitted
+    fallback = np.nonzero(reason)[0]
+    if fallback.size:
+        n_warn += _reference_rows(fallback, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
+                                  thr, n_keep, window_center, temps, out, ragged)
+    return _finish(out, common, ragged, temps, reason, n_warn)
+
+
+def _dress(energies, st, vloc, mask):
+    """Members with a one-body resonance diagonalized in their local field (``_dress_one_body``, batched).
+
+    Returns ``(e_eff [P, N, n], x_eff [P, N, 6, n, n])``: eigenvalues of H_0 + 2h·T relative to the
+    lowest and the stress in that eigenbasis where ``mask`` [P, N], the members unchanged elsewhere.
+    NumPy's stacked ``eigh`` and ``einsum`` give the per-member results bit for bit.
+    """
+    e_eff = energies.copy()
+    x_eff = st.copy()
+    if mask.any():
+        ham = vloc[mask]
+        diag = np.arange(energies.shape[-1])
+        ham[:, diag, diag] = energies[mask] + ham[:, diag, diag]
+        w, c = np.linalg.eigh(ham)
+        e_eff[mask] = w - w[:, :1]
+        x_eff[mask] = np.einsum("dmi,damn,dnj->daij", c, st[mask], c)
+    return e_eff, x_eff
+
+
+@numba.njit(cache=True, nogil=True)
+def _quadratic_forms(a, w, b):
+    """:func:`~blocksim.spectra.excited.quadratic_form` of each row: a [D, K], w [D, K, K], b [D, K] → [D]."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        out[i] = quadratic_form(a[i], w[i], b[i])
+    return out
+
+
+class _DoubleContext:
+    """The fields of :class:`~blocksim.spectra.excited.FirstOrderContext` that ``double_amplitude`` reads."""
+
+    def __init__(self, e, x, dx, thr, w):
+        self.e, self.x, self.dx, self.thr, self.u1, self._w = e, x, dx, thr, None, w
+
+    def w_pair(self, s, t):
+        """W^(st) of the one double being evaluated."""
+        return self._w
+
+
+def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr) -> None:
+    """First-order energies and ground-row amplitudes of the doubles of all super blocks (in place).
+
+    :func:`~blocksim.spectra.excited.double_energy` and :func:`~blocksim.spectra.excited.double_amplitude`
+    with the same NumPy operations stacked over the doubles (bit for bit the per-double results).
+    Node ns + j of super block p is the double ``dbl[p, j] = (s, k, t, q)``, j < nd[p].
+    """
+    nb, nl = e_eff.shape[1:]
+    ne = nl - 1
+    ns = nb * ne
+    pp, jj = np.nonzero(np.arange(dbl.shape[1]) < nd[:, None])
+    if pp.size == 0:
+        return
+    s, k, t, q = dbl[pp, jj].T
+    d = pos[s] - pos[t] + n0 - 1
+    w = 2.0 * g * table[d[:, 0], d[:, 1], d[:, 2]]
+    node_e[pp, ns + jj] = (node_e[pp, s * ne + k - 1] + node_e[pp, t * ne + q - 1]
+                           + _quadratic_forms(dx[pp, s, :, k, k], w, dx[pp, t, :, q, q]))
+    if nl > 3:  # longer sums over r: the stacked einsum may order them differently; per double
+        node_amp[pp, ns + jj] = [double_amplitude(_DoubleContext(e_eff[a], x_eff[a], dx[a], thr, w[i]), b, c, d_, f)
+                                 for i, (a, b, c, d_, f) in enumerate(zip(pp, s, k, t, q))]
+        return
+    e, x = e_eff, x_eff
+    e_d = e[pp, s, k] + e[pp, t, q]
+    out = np.zeros((len(pp), 6))
+    num = np.einsum("dar,dab,db->dr", dx[pp, s, :, 1:, k], w, x[pp, t, :, 0, q])
+    den = e_d[:, None] - e[pp, s, 1:]
+    keep = _keep(num, den, thr)
+    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[pp, s, :6, 1:, 0])
+    num2 = np.einsum("dar,dab,db->dr", x[pp, s, :, 1:, 0], w, x[pp, t, :, q, 0])
+    out -= np.einsum("dr,dar->da", num2 / (e[pp, s, 1:] + e[pp, t, q][:, None]), dx[pp, s, :6, k, 1:])
+    num = np.einsum("da,dab,dbr->dr", x[pp, s, :, 0, k], w, dx[pp, t, :, 1:, q])
+    den = e_d[:, None] - e[pp, t, 1:]
+    keep = _keep(num, den, thr)
+    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[pp, t, :6, 1:, 0])
+    num2 = np.einsum("da,dab,dbr->dr", x[pp, s, :, k, 0], w, x[pp, t, :, 1:, 0])
+    out -= np.einsum("dr,dar->da", num2 / (e[pp, s, k][:, None] + e[pp, t, 1:]), dx[pp, t, :6, q, 1:])
+    node_amp[pp, ns + jj] = out
+
+
+def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) -> dict:
+    """Resonant clusters of all super blocks diagonalized exactly, grouped by size.
+
+    As in :func:`~blocksim.spectra.perturbative.solve_perturbative`: each cluster's matrix is its
+    first-order node energies on the diagonal and the resonant couplings V off it; its eigenvectors
+    rotate the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
+    (``(vecᵀ)² @ occupation``, ½ on each member of a double), its dominant node and its coefficients.
+    Stacked NumPy ``eigh`` and ``matmul`` give the per-cluster results bit for bit.
+    """
+    p, nn = node_e.shape
+    ne = nl - 1
+    ns = nb * ne
+    out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "weights": np.zeros((p, nn, nb)),
+           "node_label": np.tile(np.arange(nn), (p, 1)), "max_size": np.full(p, 1 if ns else 0)}
+    out["weights"][:, np.arange(ns), np.arange(ns) // ne] = 1.0
+    in_cl = (comp >= 0) & ok[:, None]
+    size_max = 1
+    if in_cl.any():
+        pp, ii = np.nonzero(in_cl)
+        key = pp * nn + comp[pp, ii]
+        srt = np.argsort(key, kind="stable")
+        key, pp, ii = key[srt], pp[srt], ii[srt]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        sizes = np.diff(np.r_[starts, key.size])
+        size_max = int(sizes.max())
+        cid = np.full((p, nn), -1, dtype=np.int64)
+        rank = np.full((p, nn), -1, dtype=np.int64)
+        cid[pp, ii] = np.repeat(np.arange(starts.size), sizes)
+        rank[pp, ii] = np.arange(key.size) - np.repeat(starts, sizes)
+        np.maximum.at(out["max_size"], pp[starts], sizes)
+        n_edges = counts[:, 0] + counts[:, 3]
+        ep, ek = np.nonzero((np.arange(edges.shape[1]) < n_edges[:, None]) & ok[:, None])
+        ea, eb, ev = edges[ep, ek, 0], edges[ep, ek, 1], edge_v[ep, ek]
+        e_cid = cid[ep, ea]
+    out["coef_nodes"] = np.zeros((p, nn, size_max), dtype=np.int64)
+    out["coef_nodes"][:, :, 0] = np.arange(nn)
+    out["coef_vals"] = np.zeros((p, nn, size_max))
+    out["coef_vals"][:, :, 0] = 1.0
+    out["coef_len"] = np.ones((p, nn), dtype=np.int64)
+    if not in_cl.any():
+        return out
+    # member of each node (doubles: both members, ½ each)
+    mem_a = np.where(np.arange(nn) < ns, np.arange(nn) // ne, 0)[None, :].repeat(p, 0)
+    mem_b = mem_a.copy()
+    mem_a[:, ns:] = dbl[:, :, 0]
+    mem_b[:, ns:] = dbl[:, :, 2]
+    # edges grouped by the size of their cluster (one pass), with their ranks inside the cluster
+    e_size = sizes[e_cid]
+    e_srt = np.argsort(e_size, kind="stable")
+    e_size, e_cid, ev = e_size[e_srt], e_cid[e_srt], ev[e_srt]
+    e_ra, e_rb = rank[ep[e_srt], ea[e_srt]], rank[ep[e_srt], eb[e_srt]]
+    row = np.empty(starts.size, dtype=np.int64)
+    for c in np.unique(sizes):
+        sel = np.flatnonzero(sizes == c)
+        nodes = ii[starts[sel][:, None] + np.arange(c)]  # [Nc, c], ascending
+        pc = pp[starts[sel]][:, None]
+        row[sel] = np.arange(sel.size)
+        hc = np.zeros((sel.size, c, c))
+        hc[:, np.arange(c), np.arange(c)] = node_e[pc, nodes]
+        lo, hi = np.searchsorted(e_size, [c, c + 1])
+        r_e = row[e_cid[lo:hi]]
+        hc[r_e, e_ra[lo:hi], e_rb[lo:hi]] = ev[lo:hi]
+        hc[r_e, e_rb[lo:hi], e_ra[lo:hi]] = ev[lo:hi]
+        ev_c, vec = np.linalg.eigh(hc)
+        vec_t = np.swapaxes(vec, -1, -2)
+        out["node_e"][pc, nodes] = ev_c
+        out["node_amp"][pc, nodes] = vec_t @ node_amp[pc, nodes]
+        occ = np.zeros((sel.size, c, nb))
+        single = nodes < ns
+        rr, cc = np.nonzero(single)
+        occ[rr, cc, nodes[rr, cc] // ne] = 1.0
+        rr, cc = np.nonzero(~single)
+        occ[rr, cc, mem_a[pc[rr, 0], nodes[rr, cc]]] = 0.5
+        occ[rr, cc, mem_b[pc[rr, 0], nodes[rr, cc]]] = 0.5
+        out["weights"][pc, nodes] = (vec_t**2) @ occ
+        out["node_label"][pc, nodes] = np.take_along_axis(nodes, np.argmax(vec**2, axis=1), axis=1)
+        out["coef_nodes"][pc, nodes, :c] = nodes[:, None, :]
+        out["coef_vals"][pc, nodes, :c] = vec_t
+        out["coef_len"][pc, nodes] = c
+    return out
+
+
+def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temps) -> dict:
+    """``Spectrum.transitions`` rows of the batched super blocks (DESIGN note 2).
+
+    Returns ``exc``, ``omega``, ``amp``, ``pop`` padded to the largest state count, with the masks
+    ``exc_valid`` and ``valid`` of the entries that exist. A ground → excitation transition gets
+    Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member weights w (1 on one member for a plain
+    single excitation), summed as the sparse products of the per-super-block path do; the members'
+    own excited → other transitions get p_m^(s)(T) (effective members).
+    """
+    p, nb, nl = e_eff.shape
+    nn = order.shape[1]
+    p_members = boltzmann(e_eff.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
+    p_members = np.moveaxis(p_members, 0, -1)  # [P, N, n, n_T]
+    w = weights[np.arange(p)[:, None], order]  # [P, nn, N], sorted states
+    pop0 = np.zeros(w.shape[:2] + (temps.size,))
+    for s in range(nb):
+        pop0 += w[:, :, s, None] * p_members[:, None, s, 0, :]
+    # Σ_s w_s as scipy's row sum (np.add.reduceat): the first stored weight + the sum of the others
+    first = np.argmax(w > 0, axis=2)
+    rest = np.zeros(w.shape[:2])
+    for s in range(nb):
+        rest += np.where(first == s, 0.0, w[:, :, s])
+    norm = np.take_along_axis(w, first[:, :, None], axis=2)[:, :, 0] + rest
+    pop0 = pop0 / np.maximum(norm, 1e-300)[:, :, None]
+    ss, mm, kk = np.meshgrid(np.arange(nb), np.arange(1, nl), np.arange(nl), indexing="ij")
+    sel = mm != kk
+    ss, mm, kk = ss[sel], mm[sel], kk[sel]
+    om2 = e_eff[:, ss, kk] - e_eff[:, ss, mm]  # [P, M2]
+    amp2 = np.swapaxes(x_eff[:, ss, :, mm, kk], 0, 1)  # [M2, P, 6] (split advanced indices) → [P, M2, 6]
+    pop2 = p_members[:, ss, mm]  # [P, M2, n_T]
+    exc_valid = np.arange(nn) < n_nodes[:, None]
+    return {"exc": e_all[:, 1:], "exc_valid": exc_valid,
+            "omega": np.concatenate([e_all[:, 1:], om2], axis=1),
+            "amp": np.concatenate([amp0[:, 1:], amp2], axis=1),
+            "pop": np.concatenate([pop0, pop2], axis=1),
+            "valid": np.concatenate([exc_valid, np.ones((p, ss.size), dtype=bool)], axis=1)}
