@@ -12,7 +12,6 @@ step k+1. The values returned are the rows of :data:`blocksim.io.schema.STEP` an
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +21,7 @@ from ..errors import InputError, NonFiniteError
 from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, powder_lt
 from ..response import transitions_from_levels
-from ..spectra import ResonanceWarning, assemble_superblock, solve
+from ..spectra import assemble_superblock, solve_counting_resonances
 from ..spectra.batch import BATCH_MAX_N0, BatchSolution, solve_batch
 from .diagnostics import step_diagnostics
 from .observables import (
@@ -159,15 +158,10 @@ def solve_superblock_list(cfg: Config, k: int, member_e, member_t, rotations, ta
         where = labels[j] if labels is not None else f"super block {j} of step {k}"
         sb = assemble_superblock(member_e[j], member_t[j], rotations[j], cfg.lattice.n0, g_k, cfg.model.cl_over_ct,
                                  cfg.model.form, table=table)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            spec = solve(sb, cfg.solver.method, resonance_threshold=cfg.solver.resonance_threshold,
-                         include_doubles=cfg.solver.include_doubles)
-        for w in caught:
-            if issubclass(w.category, ResonanceWarning):
-                n_res_warn += 1
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        spec, resonant = solve_counting_resonances(sb, cfg.solver.method,
+                                                   resonance_threshold=cfg.solver.resonance_threshold,
+                                                   include_doubles=cfg.solver.include_doubles)
+        n_res_warn += resonant
         if len(spec.energies) < n_keep:
             raise InputError(f"rg.n_keep = {n_keep}: {where} has only {len(spec.energies)} computed states")
         e_new, t_new, diag = spec.truncate(n_keep, window)

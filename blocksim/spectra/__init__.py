@@ -27,6 +27,8 @@ solvers, and true Boltzmann weights for the exact solver. Imports the model and 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..choices import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, SOLVERS
@@ -37,6 +39,7 @@ from .spectrum import Spectrum
 from .superblock import SuperBlock, _int_field, assemble_superblock, sphere_positions
 
 __all__ = [
+    "solve_counting_resonances",
     "MAX_EXACT_DIM",
     "DENSE_EXACT_DIM",
     "MAX_SECTOR_DIM",
@@ -84,3 +87,26 @@ def solve(
         kmax = _int_field("max_excitations", kmax, minimum=1)
         return solve_sector(sb, min(kmax, sb.n_blocks))
     return solve_exact(sb, n_states)
+
+
+def solve_counting_resonances(sb: SuperBlock, method: str = "perturbative", **options) -> tuple[Spectrum, bool]:
+    """:func:`solve`, with a :class:`ResonanceWarning` caught and reported instead of raised.
+
+    The loops over the super blocks of an RG step count these warnings (``n_resonance_warnings``)
+    rather than print one per super block; every other warning is re-emitted unchanged.
+
+    Returns
+    -------
+    (Spectrum, bool)
+        The spectrum and whether the solver raised a ResonanceWarning.
+    """
+    resonant = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = solve(sb, method, **options)
+    for w in caught:
+        if issubclass(w.category, ResonanceWarning):
+            resonant = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return spec, resonant

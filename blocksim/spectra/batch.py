@@ -41,7 +41,6 @@ the same output. ``solver.batched = false`` makes the RG step use it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numba
@@ -52,7 +51,7 @@ from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
 from .excited import _keep, _safe_ratio, _y_kernel, double_amplitude, quadratic_form
-from .perturbative import RESONANT_FRACTION_WARN, ResonanceWarning
+from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
@@ -798,19 +797,13 @@ def _reference_rows(rows, energies, stress, rotations, n0, coupling_g, cl_over_c
     ``ragged[name][j]`` gets super block j's excitations (``"exc"``), transition frequencies, amplitudes
     and populations (``"omega"``, ``"amp"``, ``"pop"`` as [M_j, n_T]).
     """
-    from . import solve  # the facade (package __init__)
+    from . import solve_counting_resonances  # the facade (package __init__)
 
     n_warn = 0
     for j in rows:
         sb = assemble_superblock(energies[j], stress[j], rotations[j], n0, coupling_g, cl_over_ct, form, table=table)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            spec = solve(sb, "perturbative", resonance_threshold=thr)
-        for w in caught:
-            if issubclass(w.category, ResonanceWarning):
-                n_warn += 1
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        spec, resonant = solve_counting_resonances(sb, "perturbative", resonance_threshold=thr)
+        n_warn += resonant
         if len(spec.energies) < n_keep:
             raise InputError(f"n_keep = {n_keep}: super block {j} has only {len(spec.energies)} computed states")
         e_new, t_new, diag = spec.truncate(n_keep, window_center)
