@@ -20,6 +20,7 @@ PACKAGE_DIR = Path(blocksim.__file__).resolve().parent
 #: import each other.
 LAYERS = {
     "blocksim.errors": 0, "blocksim.choices": 0, "blocksim._numba": 0, "blocksim._version": 0,
+    "blocksim._threads": 0,
     "blocksim.references": 0.5,
     "blocksim.model": 1,
     "blocksim.response": 2,

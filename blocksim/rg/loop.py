@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io as bio
+from .._threads import single_blas
 from .._version import __version__
 from ..config import Config, load_config
 from ..errors import InputError
@@ -241,8 +242,9 @@ def _run_steps(cfg: Config, part: Path, state: _State, guard: SignalGuard, prog:
         state.lineage = np.arange(state.pool_e.shape[0], dtype=np.int64)
     for k in range(state.start, cfg.n_steps):
         t0 = time.perf_counter()
-        res = compute_step(cfg, k, state.pool_e, state.pool_t, state.lineage, state.members_history,
-                           tick=prog.tick)
+        with single_blas():
+            res = compute_step(cfg, k, state.pool_e, state.pool_t, state.lineage, state.members_history,
+                               tick=prog.tick)
         elapsed = time.perf_counter() - t0
         with guard.writing():
             bio.append_step(part, k, res.values, res.diagnostics, {"elapsed_s": elapsed, "finished": bio.now()})

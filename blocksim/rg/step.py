@@ -38,7 +38,7 @@ from .pool import coupling_at_step, step_members, step_rotations
 
 log = logging.getLogger("blocksim.rg")
 
-__all__ = ["StepResult", "batch_applies", "check_finite", "compute_step", "error_units", "solve_step_batch",
+__all__ = ["StepResult", "batch_applies", "check_finite", "check_kept", "reorder_ground", "compute_step", "error_units", "solve_step_batch",
            "solve_superblocks", "solve_superblock_list", "warn_unreliable"]
 
 
@@ -165,8 +165,8 @@ def solve_superblock_list(cfg: Config, k: int, member_e, member_t, rotations, ta
         if len(spec.energies) < n_keep:
             raise InputError(f"rg.n_keep = {n_keep}: {where} has only {len(spec.energies)} computed states")
         e_new, t_new, diag = spec.truncate(n_keep, window)
-        _check_kept(cfg, where, e_new, t_new)
-        e_new, t_new, reordered = _reorder(e_new, t_new)
+        check_kept(cfg, where, e_new, t_new)
+        e_new, t_new, reordered = reorder_ground(e_new, t_new)
         diag = dict(diag, ground_reordered=reordered)
         out["trans"].append(spec.transitions(temps))
         out["energies"].append(e_new)
@@ -201,7 +201,7 @@ def warn_unreliable(k: int, n_eff: int, min_eff: int, reliable: bool) -> None:
                     "step marked unreliable", k, n_eff, min_eff)
 
 
-def _check_kept(cfg: Config, where: str, e_new, t_new) -> None:
+def check_kept(cfg: Config, where: str, e_new, t_new) -> None:
     """Stop the run on non-finite kept levels or stress of a super block (``where`` names it)."""
     if not (np.all(np.isfinite(e_new)) and np.all(np.isfinite(t_new))):
         raise RuntimeError(
@@ -210,7 +210,7 @@ def _check_kept(cfg: Config, where: str, e_new, t_new) -> None:
         )
 
 
-def _reorder(e_new, t_new):
+def reorder_ground(e_new, t_new):
     """``(levels, stress, reordered)`` with the lowest kept level as the new ground state."""
     reordered = bool(np.any(np.diff(e_new) < 0) or e_new[0] != 0.0)
     if reordered:
@@ -232,8 +232,8 @@ def _solve_list_batched(cfg: Config, k: int, member_e, member_t, rotations, tabl
     diag_cols = [sol.diagnostics[key].tolist() for key in diag_keys]
     for j in range(n_sb):
         e_new, t_new = sol.energies[j], sol.stress[j]
-        _check_kept(cfg, labels[j] if labels is not None else f"super block {j} of step {k}", e_new, t_new)
-        e_new, t_new, reordered = _reorder(e_new, t_new)
+        check_kept(cfg, labels[j] if labels is not None else f"super block {j} of step {k}", e_new, t_new)
+        e_new, t_new, reordered = reorder_ground(e_new, t_new)
         out["energies"].append(e_new)
         out["stress"].append(t_new)
         out["trunc"].append({"weight_kept": float(sol.weight_kept[j]),

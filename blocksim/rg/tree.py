@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import io as bio
+from .._threads import single_blas
 from ..config import Config
 from ..model.blocks import make_blocks
 from ..model.coupling import displacement_table
@@ -53,7 +54,15 @@ from .observables import (
     response_from_tensors,
 )
 from .pool import coupling_at_step, stream_rng
-from .step import check_finite, solve_superblock_list, warn_unreliable
+from .step import (
+    batch_applies,
+    check_finite,
+    check_kept,
+    reorder_ground,
+    solve_step_batch,
+    solve_superblock_list,
+    warn_unreliable,
+)
 
 __all__ = [
     "STREAM_TREE_CHUNK",
@@ -76,7 +85,7 @@ STREAM_TREE_ROTATIONS = 4
 #: A chunk root holds at least this many bare blocks (one stream per chunk).
 CHUNK_MIN_LEAVES = 64
 #: Breadth-first evaluation below the level with at most this many chunk roots.
-BATCH_CHUNKS = 64
+BATCH_CHUNKS = 512
 #: Jackknife units per step: the subtrees at level unit_level(k), at most this many over all samples.
 MAX_UNITS = 4096
 #: The rule for the stored members/rotations (written to the file's root attribute ``tree_stored_subset``).
@@ -174,6 +183,7 @@ class _TreeBuilder:
         self.acc = TreeAccumulator(cfg, sample)
         self.width = None if cfg.observables.line == "bins" else cfg.observables.width * self.edges[0]
         self.grid = self.edges if cfg.observables.line == "bins" else self.centres
+        self._leaf_suffixes = None  # the paths of a chunk's leaves below its root (computed once)
 
     # -- the recursion ----------------------------------------------------------------------
     def build(self, paths: list, level: int):
@@ -204,7 +214,9 @@ class _TreeBuilder:
                 rots[j].append(r[start : start + m * n_int[j]].reshape(n_int[j], m, 3, 3))
                 start += m * n_int[j]
         e, t = np.concatenate(leaves_e), np.concatenate(leaves_t)
-        paths = [p + _digits(q, b, m) for p in roots for q in range(m**b)]  # leaves, path order
+        if self._leaf_suffixes is None:
+            self._leaf_suffixes = [_digits(q, b, m) for q in range(m**b)]
+        paths = [p + q for p in roots for q in self._leaf_suffixes]  # leaves, path order
         for j in range(b):  # solve level j+1 (step j)
             paths = [q[:-1] for q in paths[::m]]
             e, t = self._solve(j, paths, e, t, np.concatenate(rots[j]))
@@ -217,20 +229,22 @@ class _TreeBuilder:
         n = child_e.shape[-1]
         member_e = child_e.reshape(len(paths), m, n)
         member_t = child_t.reshape(len(paths), m, 6, n, n)
-        sol = solve_superblock_list(cfg, k, member_e, member_t, rots, self.table, self.tick,
-                                    labels=[f"super block {p} of tree sample {self.s}, step {k}" for p in paths])
+        if batch_applies(cfg):
+            sol = _batch_rows(cfg, k, paths, self.s, member_e, member_t, rots, self.table)
+        else:
+            sol = _list_rows(solve_superblock_list(cfg, k, member_e, member_t, rots, self.table, labels=[
+                _label(p, self.s, k) for p in paths]), self.temps)
+        for _ in paths:
+            self.tick()
         self._accumulate(k, paths, member_e, member_t, rots, sol)
-        return np.array(sol["energies"]), np.array(sol["stress"])
+        return sol["energies"], sol["stress"]
 
     def _accumulate(self, k, paths, member_e, member_t, rots, sol):
         a = self.acc.data
         pre = f"{k}/"
         n_sb = len(paths)
-        trans = sol["trans"]
-        joined = Transitions(omega=np.concatenate([t.omega for t in trans]),
-                             amp=np.concatenate([t.amp for t in trans]),
-                             population=np.concatenate([t.population for t in trans], axis=1),
-                             temperatures=trans[0].temperatures, volume=1.0)
+        joined = Transitions(omega=sol["omega"], amp=sol["amp"], population=sol["population"],
+                             temperatures=self.temps, volume=1.0)
         line = self.cfg.observables.line
         a[pre + "im_sum"] += chi_tensor(joined, self.grid, quantity="im_chi", line=line, width=self.width)
         a[pre + "re_sum"] += chi_tensor(joined, self.grid, quantity="re_chi", line=line, width=self.width)
@@ -238,7 +252,7 @@ class _TreeBuilder:
         # band weights per unit (the subtree at unit_level(k)); path[:K − level] names the unit
         depth = self.K - unit_level(self.cfg, k)
         unit = np.array([_index(p[:depth], m=self.m) for p in paths], dtype=np.int64)
-        seg = np.repeat(np.arange(n_sb), [t.size for t in trans])
+        seg = np.repeat(np.arange(n_sb), np.diff(sol["offsets"]))
         w = band_weight_tensors(joined.omega, joined.amp, joined.population[self.i_ref], self.t_ref, seg, n_sb,
                                 self.band)
         np.add.at(a[pre + "w_units"], unit, w)
@@ -250,14 +264,15 @@ class _TreeBuilder:
         wp = band_weight_tensors(ptr.omega, ptr.amp, ptr.population[0], self.t_ref, pseg, n_pool, self.band)
         np.add.at(a[pre + "w_pool_units"], np.repeat(unit, self.m), wp)
         # diagnostic sums
-        kept = np.array([t["weight_kept"] for t in sol["trunc"]])
+        kept = sol["weight_kept"]
         a[pre + "weight_kept_sum"] += kept.sum()
         a[pre + "weight_kept_min"] = np.minimum(a[pre + "weight_kept_min"], kept.min())
-        a[pre + "double_in_window_count"] += sum(bool(t["double_in_window"]) for t in sol["trunc"])
-        a[pre + "ground_reordered_count"] += sum(bool(t["ground_reordered"]) for t in sol["trunc"])
+        a[pre + "double_in_window_count"] += int(np.count_nonzero(sol["double_in_window"]))
+        a[pre + "ground_reordered_count"] += int(np.count_nonzero(sol["ground_reordered"]))
         a[pre + "n_resonance_warnings"] += sol["n_resonance_warnings"]
         for key in _SOLVER_SUMS:
-            a[f"{pre}{key}_total"] += int(sum(float(d.get(key, 0.0)) for d in sol["solver"]))
+            if key in sol["solver"]:
+                a[f"{pre}{key}_total"] += int(np.nansum(sol["solver"][key]))
         a[pre + "pool_gap_sum"] += flat_e[:, 1].sum()
         a[pre + "pool_top_sum"] += flat_e[:, -1].sum()
         row = flat_t[:, :, 0, 1:]
@@ -266,16 +281,62 @@ class _TreeBuilder:
         for j, p in enumerate(paths):
             if any(p[:-1]) if k < self.K - 1 else False:
                 continue
-            solver = sol["solver"][j]
             self.acc.stored.setdefault(k, []).append({
                 "member_e": member_e[j], "member_t": member_t[j], "rotations": rots[j],
                 "energies": sol["energies"][j], "stress": sol["stress"][j], "weight_tensor": w[j],
-                "weight_kept": sol["trunc"][j]["weight_kept"],
-                "lowest_excluded_energy": sol["trunc"][j]["lowest_excluded_energy"],
-                "double_in_window": bool(sol["trunc"][j]["double_in_window"]),
-                "ground_reordered": bool(sol["trunc"][j]["ground_reordered"]),
-                **{f"solver/{key}": float(solver.get(key, np.nan)) for key in SOLVER_DIAGNOSTICS},
+                "weight_kept": float(sol["weight_kept"][j]),
+                "lowest_excluded_energy": float(sol["lowest_excluded_energy"][j]),
+                "double_in_window": bool(sol["double_in_window"][j]),
+                "ground_reordered": bool(sol["ground_reordered"][j]),
+                **{f"solver/{key}": float(sol["solver"][key][j]) if key in sol["solver"] else np.nan
+                   for key in SOLVER_DIAGNOSTICS},
             })
+
+
+def _label(path: tuple, sample: int, k: int) -> str:
+    """How an error message names a super block of a tree."""
+    return f"super block {path} of tree sample {sample}, step {k}"
+
+
+def _batch_rows(cfg: Config, k: int, paths: list, sample: int, member_e, member_t, rots, table) -> dict:
+    """The super blocks of one batch as arrays, from :func:`~blocksim.rg.step.solve_step_batch`.
+
+    The same levels, stress, transitions and diagnostics as :func:`~blocksim.rg.step.solve_superblock_list`
+    gives super block by super block (its finiteness check and ground reordering applied row-wise).
+    """
+    sol = solve_step_batch(cfg, k, member_e, member_t, rots, table)
+    e_new, t_new = sol.energies, sol.stress
+    finite = np.isfinite(e_new).all(axis=1) & np.isfinite(t_new).reshape(len(paths), -1).all(axis=1)
+    if not finite.all():
+        j = int(np.argmin(finite))
+        check_kept(cfg, _label(paths[j], sample, k), e_new[j], t_new[j])
+    reordered = np.any(np.diff(e_new, axis=1) < 0, axis=1) | (e_new[:, 0] != 0.0)
+    if reordered.any():
+        e_new, t_new = e_new.copy(), t_new.copy()
+        for j in np.flatnonzero(reordered):
+            e_new[j], t_new[j], _ = reorder_ground(e_new[j], t_new[j])
+    return {"energies": e_new, "stress": t_new, "omega": sol.omega, "amp": sol.amp, "population": sol.population,
+            "offsets": sol.transition_offsets, "weight_kept": sol.weight_kept,
+            "lowest_excluded_energy": sol.lowest_excluded_energy, "double_in_window": sol.double_in_window,
+            "ground_reordered": reordered, "solver": sol.diagnostics,
+            "n_resonance_warnings": int(sol.n_resonance_warnings)}
+
+
+def _list_rows(sol: dict, temps) -> dict:
+    """:func:`~blocksim.rg.step.solve_superblock_list`'s per-super-block lists as the arrays of :func:`_batch_rows`."""
+    trans = sol["trans"]
+    trunc = sol["trunc"]
+    keys = sorted({key for d in sol["solver"] for key in d})
+    return {"energies": np.array(sol["energies"]), "stress": np.array(sol["stress"]),
+            "omega": np.concatenate([t.omega for t in trans]), "amp": np.concatenate([t.amp for t in trans]),
+            "population": np.concatenate([t.population for t in trans], axis=1),
+            "offsets": np.concatenate([[0], np.cumsum([t.size for t in trans])]).astype(np.int64),
+            "weight_kept": np.array([t["weight_kept"] for t in trunc]),
+            "lowest_excluded_energy": np.array([t["lowest_excluded_energy"] for t in trunc]),
+            "double_in_window": np.array([bool(t["double_in_window"]) for t in trunc]),
+            "ground_reordered": np.array([bool(t["ground_reordered"]) for t in trunc]),
+            "solver": {key: np.array([float(d.get(key, np.nan)) for d in sol["solver"]]) for key in keys},
+            "n_resonance_warnings": int(sol["n_resonance_warnings"])}
 
 
 def _digits(q: int, length: int, m: int) -> tuple:
@@ -314,7 +375,8 @@ def run_sample(cfg: Config, sample: int, tick=lambda: None) -> dict:
         ``final_e [n_keep]`` and ``final_t [6, n_keep, n_keep]`` (the root block).
     """
     builder = _TreeBuilder(cfg, sample, tick)
-    e, t = builder.build([()], cfg.n_steps)
+    with single_blas():
+        e, t = builder.build([()], cfg.n_steps)
     out = builder.acc.arrays()
     out["final_e"], out["final_t"] = e[0], t[0]
     return out
