@@ -681,6 +681,29 @@ class _BasisMap:
         return tuple(int(v) for v in self.doubles[j - self.ns])
 
 
+@numba.njit(cache=True, nogil=True)
+def _contract_block(rows, vals, offsets, elem, out):
+    """``out[:, i, j] = Σ_a Σ_b c_ia c_jb elem[a, b]`` for 1 ≤ i ≤ j (and its mirror), summed a-major.
+
+    State i (1-based in ``out``) has coefficients ``vals[offsets[i−1]:offsets[i]]`` on the support rows
+    ``rows[...]`` of ``elem`` [n_support, n_support, 6] (⟨a|T_tot|b⟩). The order of the sums is that of
+    the batched kernel (:mod:`blocksim.spectra.batch`), so both paths agree bit for bit.
+    """
+    k = offsets.shape[0]
+    acc = np.empty(6)
+    for i in range(1, k):
+        for j in range(i, k):
+            acc[:] = 0.0
+            for a in range(offsets[i - 1], offsets[i]):
+                for b in range(offsets[j - 1], offsets[j]):
+                    f = vals[a] * vals[b]
+                    for x in range(6):
+                        acc[x] += f * elem[rows[a], rows[b], x]
+            for x in range(6):
+                out[x, i, j] = acc[x]
+                out[x, j, i] = acc[x]
+
+
 def _excited_stress_block(ctx: FirstOrderContext, idx, basis: _BasisMap, amp0):
     """⟨α|T_tot|β⟩ ``[6, k, k]`` among kept states, first order in g (:mod:`blocksim.spectra.excited`).
 
@@ -697,22 +720,20 @@ def _excited_stress_block(ctx: FirstOrderContext, idx, basis: _BasisMap, amp0):
         out[:, 0, i] = amp0[idx[i]]
         out[:, i, 0] = amp0[idx[i]]
     coeffs = [basis.coefficients(int(x) - 1) for x in idx[1:]]
-    cache: dict = {}
-
-    def element(a, b):
-        key = (a, b) if a <= b else (b, a)
-        if key not in cache:
-            cache[key] = node_element(ctx, basis.node(key[0]), basis.node(key[1]))
-        return cache[key]
-
-    for i in range(1, k):
-        fi, ci = coeffs[i - 1]
-        for j in range(i, k):
-            fj, cj = coeffs[j - 1]
-            acc = np.zeros(6)
-            for a_node, ca in zip(fi, ci):
-                for b_node, cb in zip(fj, cj):
-                    acc += ca * cb * element(int(a_node), int(b_node))
-            out[:, i, j] = acc
-            out[:, j, i] = acc
+    if k == 1:
+        return out
+    # every basis node a kept state touches, the state coefficients on them, and ⟨a|T_tot|b⟩ between
+    # them (one node_element per unordered pair); the block is then one contraction C·E·Cᵀ
+    support = np.unique(np.concatenate([np.asarray(f, dtype=np.int64) for f, _ in coeffs]))
+    where = {int(a): r for r, a in enumerate(support)}
+    rows = np.array([where[int(a)] for f, _ in coeffs for a in f], dtype=np.int64)
+    vals = np.concatenate([np.asarray(c, dtype=float) for _, c in coeffs])
+    offsets = np.cumsum([0] + [len(f) for f, _ in coeffs]).astype(np.int64)
+    nodes = [basis.node(int(a)) for a in support]
+    elem = np.zeros((support.size, support.size, 6))
+    for r in range(support.size):
+        for q in range(r, support.size):
+            elem[r, q] = node_element(ctx, nodes[r], nodes[q])
+            elem[q, r] = elem[r, q]
+    _contract_block(rows, vals, offsets, elem, out)
     return out
