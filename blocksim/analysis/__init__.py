@@ -6,6 +6,8 @@ Each module turns trajectory files (BRIEF §4) into a table (CSV, also printed) 
 * :mod:`.flow` — MB_num and the per-volume absorption against log_{N0}(L/L_1), with the fit of Eq. (4.2);
 * :mod:`.spectra_plot` — Im χ_l,t(ω) at chosen steps and temperatures;
 * :mod:`.materials_plot` — Fig. 1 of [ZL] (theory vs experiment, both fits) plus simulated MB;
+* :mod:`.convergence` — per-step increments of the per-volume absorption, convergence in n_keep and samples,
+  and the extrapolation of Eq. (4.2) to R/L_1 with MB(R);
 * :mod:`.experiment_route` — Δc/c = C ln(T/T0) slopes from Re χ(T) and γ_l/γ_t = sqrt(C_l c_l²/(C_t c_t²));
 * :mod:`.recursion_check` — the finite-size scan in N0 of the interaction part of the absorption (Eq. 3.7),
   with :mod:`.recursion_plan` (scan plan, tasks, local pool / SLURM array, merge, figure);

@@ -1,6 +1,8 @@
 """``blocksim analyze FILES... [-o OUTDIR] [--partial]``: the standard reductions in one go.
 
-Runs :mod:`.mb_ratio`, :mod:`.flow`, :mod:`.spectra_plot` and :mod:`.experiment_route` on the given
+Runs :mod:`.mb_ratio`, :mod:`.flow`, :mod:`.spectra_plot`, :mod:`.experiment_route` and
+:mod:`.convergence` (per-step absorption increments, convergence in n_keep and samples, extrapolation
+to R; options ``--L1``, ``--R`` in metres, ``--skip-steps``, ``--material-lengths``) on the given
 trajectories, and :mod:`.materials_plot` when some trajectory's c_l/c_t matches one of the 13
 materials of Sec. IV of [ZL]. Merged sweep summaries (``blocksim merge``) among FILES go to
 :mod:`.sweep_summary` (per-task MB flows, grouped by the swept keys). Each writes its CSV and PNG
@@ -23,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from . import experiment_route, flow, mb_ratio, materials_plot, spectra_plot, sweep_summary
+from . import convergence, experiment_route, flow, mb_ratio, materials_plot, spectra_plot, sweep_summary
 from .loading import file_format, load_trajectories
 
 __all__ = ["add_arguments", "command", "analyze"]
@@ -39,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--partial", action="store_true",
                         help="accept trajectories that are not complete (running or failed runs): analyze "
                              "their complete steps")
+    convergence.add_options(parser)
 
 
 def _check_outdir(outdir: Path) -> None:
@@ -66,15 +69,22 @@ def _check_complete(trajs, partial: bool) -> None:
         print(f"blocksim: warning: {what}; analyzing the complete steps only (--partial)", file=sys.stderr)
 
 
-def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=True) -> list:
+def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=True, *, L1=convergence.DEFAULT_L1_M,  # noqa: N803
+            R=convergence.DEFAULT_R_M, skip_steps=0, material_lengths=None) -> list:
     """Run the standard reductions; returns their :class:`blocksim.analysis.Report` objects.
 
     ``partial``: accept trajectories whose status is not "complete" (the CLI's default is to refuse
-    them unless ``--partial``). Nothing is written under ``outdir`` unless every reduction succeeds.
+    them unless ``--partial``). ``L1``, ``R`` (metres), ``skip_steps`` and ``material_lengths``
+    (``{material: (L1, R)}`` or ``["NAME=L1,R"]``) go to :mod:`.convergence`. Nothing is written under
+    ``outdir`` unless every reduction succeeds.
     """
     files = list(files)
     if not files:
         raise InputError("FILES: give at least one trajectory file")
+    conv_options = {"L1": L1, "R": R, "skip_steps": skip_steps, "match_tol": match_tol,
+                    "material_lengths": convergence.parse_material_lengths(material_lengths)
+                    if not isinstance(material_lengths, dict) else material_lengths}
+    convergence.check_lengths(L1, R)
     out = Path(outdir)
     _check_outdir(out)
     summaries = [f for f in files if file_format(f) == sweep_summary.SWEEP_FORMAT]
@@ -91,6 +101,7 @@ def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=
                 flow.run(trajs, staging),
                 spectra_plot.run(trajs, staging),
                 experiment_route.run(trajs, staging),
+                convergence.run(trajs, staging, **conv_options),
             ]
             mat_rows = materials_plot.materials_rows(trajs, match_tol)
             if any(not math.isnan(r["mb_sim"]) for r in mat_rows):
@@ -114,5 +125,6 @@ def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=
 
 def command(args) -> int:
     """Run ``blocksim analyze``; returns the exit code."""
-    analyze(args.files, args.outdir, args.match_tol, partial=args.partial)
+    analyze(args.files, args.outdir, args.match_tol, partial=args.partial, L1=args.L1, R=args.R,
+            skip_steps=args.skip_steps, material_lengths=args.material_lengths)
     return 0
