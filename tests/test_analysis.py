@@ -429,3 +429,19 @@ def test_shipped_recursion_plans_load(name):
     if name == "recursion_check":
         assert plan.n0 == (2, 3, 4, 6, 8, 12, 16, 24, 32)
     assert len(plan_mod.tasks(plan)) > 0
+
+
+def test_analyze_skips_the_experiment_route_for_one_temperature(tmp_path, capsys):
+    """A run with one temperature (as the flow studies use) is analyzed; only the ln T fit is skipped."""
+    import blocksim
+
+    cfg = ('[model]\nblock = "generic"\nn = 3\ncoupling = 0.01\n[lattice]\nn0 = 2\n'
+           '[rg]\nsteps = 2\npool_size = 4\n[observables]\ntemperatures = [0.05]\nomega_points = 16\n'
+           '[run]\nseed = 5\n')
+    (tmp_path / "one_t.toml").write_text(cfg)
+    path = blocksim.run(str(tmp_path / "one_t.toml"), tmp_path / "one_t.h5")
+    reports = analysis_cli.analyze([path], tmp_path / "out", verbose=True)
+    names = [r.name for r in reports]
+    assert "experiment_route" not in names and {"mb_ratio", "flow", "convergence"} <= set(names)
+    assert "experiment_route: skipped 1 file(s)" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "experiment_route.csv").exists()

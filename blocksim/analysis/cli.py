@@ -96,13 +96,14 @@ def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=
     try:
         reports = []
         if trajs:
-            reports += [
-                mb_ratio.run(trajs, staging),
-                flow.run(trajs, staging),
-                spectra_plot.run(trajs, staging),
-                experiment_route.run(trajs, staging),
-                convergence.run(trajs, staging, **conv_options),
-            ]
+            reports += [mb_ratio.run(trajs, staging), flow.run(trajs, staging), spectra_plot.run(trajs, staging)]
+            route = [t for t in trajs if experiment_route.applies(t)]
+            if route:
+                reports.append(experiment_route.run(route, staging))
+            if verbose and len(route) < len(trajs):
+                print(f"experiment_route: skipped {len(trajs) - len(route)} file(s) with fewer than 2 positive "
+                      "temperatures (the ln T fit of the velocity shift needs ≥ 2)")
+            reports.append(convergence.run(trajs, staging, **conv_options))
             mat_rows = materials_plot.materials_rows(trajs, match_tol)
             if any(not math.isnan(r["mb_sim"]) for r in mat_rows):
                 reports.append(materials_plot.run(trajs, staging, match_tol=match_tol))

@@ -33,7 +33,7 @@ from .flow import fit_log_flow
 from .loading import cl_over_ct_of, format_table, load_trajectories, new_figure, save_figure, write_table
 from .spectra_plot import select_steps
 
-__all__ = ["velocity_shift", "route_for_step", "route_rows", "run", "main"]
+__all__ = ["velocity_shift", "route_for_step", "route_rows", "applies", "run", "main"]
 
 
 def velocity_shift(re_chi, rho_c2):
@@ -102,6 +102,13 @@ def route_rows(trajs, *, steps=None, omega=None, t_min=None, t_max=None):
             res["file"] = traj.name
             out.append(res)
     return out
+
+
+def applies(traj) -> bool:
+    """Whether the trajectory stores the ≥ 2 positive temperatures the ln T fit needs (its last step)."""
+    if not traj.steps:
+        return False
+    return int(np.count_nonzero(np.asarray(traj.steps[-1].temperature) > 0)) >= 2
 
 
 def run(files, outdir="analysis-out", steps=None, omega=None, t_min=None, t_max=None, **_options) -> Report:
