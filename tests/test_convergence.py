@@ -52,6 +52,7 @@ def _step_values(k, eps_l, eps_t, scatter, n, reliable=True, n_t=2, n_w=5, n_dir
          "n_effective": n, "reliable": reliable, "directions": ["100"], "mb_ratio_dir": np.ones(n_dir),
          "mb_ratio_dir_err": np.zeros(n_dir), "reference_temperature": 0.02, "reference_band": np.array([0.1, 1.0]),
          "weight_tensor": np.zeros((n, 6, 6)), "weight_l": wl, "weight_t": wt,
+        "weight_pool_l": wl, "weight_pool_t": wt,
          "pool_energies": np.zeros((8, 3)), "pool_stress": np.zeros((8, 6, 3, 3)),
          "members": np.arange(8).reshape(1, 8), "rotations": np.tile(np.eye(3), (1, 8, 1, 1)),
          "superblock_energies": np.zeros((1, 3)), "superblock_stress": np.zeros((1, 6, 3, 3))}

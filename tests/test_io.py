@@ -23,6 +23,7 @@ def _values(p_in=16, p_out=2, n=3, n_keep=2, n_t=2, n_w=5, n_dir=2):
         "mb_ratio_dir": np.ones(n_dir), "mb_ratio_dir_err": np.zeros(n_dir),
         "reference_temperature": 0.02, "reference_band": np.array([0.1, 1.0]),
         "weight_tensor": rng.standard_normal((p_out, 6, 6)), "weight_l": -np.ones(p_out), "weight_t": -np.ones(p_out),
+        "weight_pool_l": -np.ones(p_out), "weight_pool_t": -np.ones(p_out),
         "pool_energies": rng.random((p_in, n)), "pool_stress": rng.standard_normal((p_in, 6, n, n)),
         "members": np.arange(p_in).reshape(p_out, -1), "rotations": np.tile(np.eye(3), (p_out, 8, 1, 1)),
         "superblock_energies": rng.random((p_out, n_keep)), "superblock_stress": rng.random((p_out, 6, n_keep, n_keep)),

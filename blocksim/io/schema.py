@@ -172,6 +172,12 @@ STEP = (
             "per super block powder W_l [P_out] ('tree': per jackknife unit, as weight_tensor)", accuracy=_A_IM),
     Dataset("weight_t", "reference/weight_t", _F, _PER_SB, "T*^2",
             "per super block powder W_t [P_out] ('tree': per jackknife unit, as weight_tensor)", accuracy=_A_IM),
+    Dataset("weight_pool_l", "reference/weight_pool_l", _F, _PER_SB, "T*^2",
+            "per super block Σ over its members of their uncoupled powder W_l, same band and temperature [P_out] "
+            "('tree': per jackknife unit, mean per super block, as weight_l); weight_l − weight_pool_l is the "
+            "interaction's increment of the step (Eq. 4.1)", accuracy=_A_POOL_MB),
+    Dataset("weight_pool_t", "reference/weight_pool_t", _F, _PER_SB, "T*^2",
+            "as weight_pool_l for W_t [P_out]", accuracy=_A_POOL_MB),
     Dataset("pool_energies", "pool/energies", _F, "[P_k, n_k]", "E*",
             "levels of the pool blocks entering this step [P_k, n_k], ground 0", accuracy=_A_POOL, required=True),
     Dataset("pool_stress", "pool/stress", _F, "[P_k, 6, n_k, n_k]", "T*",

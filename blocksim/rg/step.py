@@ -309,6 +309,7 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
     pool_tr = transitions_from_levels(pool_e, pool_t, [t_ref])
     seg = np.repeat(np.arange(p_k), pool_tr.size // p_k)
     w_pool = band_weight_tensors(pool_tr.omega, pool_tr.amp, pool_tr.population[0], t_ref, seg, p_k, band)
+    wpl, wpt = powder_lt(w_pool[members].sum(axis=1))  # per super block: Σ of its members, uncoupled
     unit_pool, n_eff_pool = error_units(cfg, p_k)
     mb_pool, mb_pool_err = jackknife_ratio(
         *powder_lt(w_pool if unit_pool is None else group_sums(w_pool, unit_pool, n_eff_pool)))
@@ -346,6 +347,8 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
         "weight_tensor": w,
         "weight_l": wl,
         "weight_t": wt,
+        "weight_pool_l": wpl,
+        "weight_pool_t": wpt,
         "pool_energies": pool_e,
         "pool_stress": pool_t,
         "members": members,

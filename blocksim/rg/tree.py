@@ -423,6 +423,7 @@ def merge_samples(cfg: Config, samples: list) -> tuple[list, np.ndarray, np.ndar
         wl, wt = powder_lt(w_units / per_unit)
         _, _, mb, mb_err, mb_dir, mb_dir_err = mb_from_weights(w_units, e_l, e_t)
         wp_units = np.concatenate([smp[pre + "w_pool_units"] for smp in samples])
+        wpl, wpt = powder_lt(wp_units / per_unit)
         mb_pool, mb_pool_err = jackknife_ratio(*powder_lt(wp_units))
         reliable, errs = reliability(n_eff, min_eff, {"mb_ratio_err": mb_err, "mb_ratio_dir_err": mb_dir_err,
                                                       "mb_ratio_pool_err": mb_pool_err})
@@ -454,6 +455,8 @@ def merge_samples(cfg: Config, samples: list) -> tuple[list, np.ndarray, np.ndar
             "weight_tensor": w_units / per_unit,
             "weight_l": wl,
             "weight_t": wt,
+            "weight_pool_l": wpl,
+            "weight_pool_t": wpt,
             "pool_energies": pool_e,
             "pool_stress": pool_t,
             "members": np.arange(n_st * m, dtype=np.int64).reshape(n_st, m),
