@@ -239,7 +239,8 @@ def test_real_tree_runs_through_analyze(tmp_path, capsys):
         assert rows[1]["err_method_d"] == "paired" and math.isfinite(float(rows[1]["err_d_l"]))
         assert rows[2]["reliable"] == "False" and rows[2]["err_d_l"] == "nan"  # 2 units < 4
     ex = _read_csv(out / "convergence_extrapolation.csv")
-    assert len(ex) == 2 and all(float(r["x_R"]) == pytest.approx(math.log2(2e-3 / 5e-9), rel=1e-5) for r in ex)
+    assert len(ex) == 4 and all(float(r["x_R"]) == pytest.approx(math.log2(2e-3 / 5e-9), rel=1e-5) for r in ex)
+    assert sorted(r["route"] for r in ex) == ["fixed band", "fixed band", "interaction", "interaction"]
 
 
 def test_real_partition_increment_is_paired(tmp_path):
@@ -282,3 +283,49 @@ def test_script_exit_2_and_material_lengths(tmp_path, capsys):
     assert ex["x_R"] == pytest.approx(math.log2(2e5))
     other = convergence.run([f], tmp_path / "o2", material_lengths=["BK7=1e-8,2e-3"]).extra["extrapolation"][0]
     assert (other["L1_m"], other["R_m"]) == (convergence.DEFAULT_L1_M, convergence.DEFAULT_R_M)
+
+
+@pytest.mark.parametrize("strategy", ["tree", "partition"])
+def test_interaction_increment_vanishes_without_coupling(tmp_path, strategy):
+    """g = 0 at T → 0: a super block's band weight is the sum of its members' (r = 0), so ε̇* and MB* stay
+    at the bare values; with coupling the increment is finite and its paired error is far below the
+    error of W and W_pool taken as independent (the same units enter both)."""
+    cfg = {"model": {"n": 3, "coupling": 0.0, "mb_bare": 1.5},
+           "rg": {"steps": 3, "pool_strategy": strategy, "samples": 4, "pool_size": 4, "n_keep": 3,
+                  "min_effective_samples": 4},
+           "observables": {"temperatures": [1e-9], "omega_points": 16, "omega_min": 1e-8, "omega_max": 10.0},
+           "run": {"seed": 4, "progress": "none"}}
+    t0 = load_trajectories([rg.run(load_config(cfg, {}), tmp_path / "g0.h5")])[0]
+    f0 = convergence.file_absorption(t0)
+    np.testing.assert_allclose(f0["r_l"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(f0["r_t"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(f0["eps_int_l"], f0["eps_int_l"][0], rtol=1e-12)
+    cfg["model"]["coupling"] = 0.1
+    t1 = load_trajectories([rg.run(load_config(cfg, {}), tmp_path / "g1.h5")])[0]
+    f1 = convergence.file_absorption(t1)
+    assert np.all(np.abs(f1["r_l"]) > 1e-6) and np.all(np.abs(f1["r_t"]) > 1e-6)
+    rel = f1["err_l"][0] / abs(f1["eps_l"][0])
+    pool_l = convergence._pool_units(t1, 0)[0]
+    rel_pool = pool_l.std(ddof=1) / np.sqrt(pool_l.size) / abs(pool_l.mean())
+    independent = (1 + f1["r_l"][0]) * math.hypot(rel, rel_pool)  # as if W and W_pool were unrelated
+    assert np.isfinite(f1["err_rl"][0]) and f1["err_rl"][0] < 0.75 * independent
+    # the chain: ε̇*(k) = ε̇_bare·Π(1 + r) and MB* = sqrt(ε̇*_l/ε̇*_t)
+    st0 = t1.steps[0]
+    bare = -np.array([np.mean(st0.weight_pool_l), np.mean(st0.weight_pool_t)]) / st0.scale_L_out**3
+    np.testing.assert_allclose(f1["eps_int_l"], bare[0] * np.cumprod(1 + f1["r_l"]), rtol=1e-12)
+    np.testing.assert_allclose(f1["mb_int"], np.sqrt(f1["eps_int_l"] / f1["eps_int_t"]), rtol=1e-12)
+
+
+def test_ratio_jackknife_matches_the_delta_method():
+    """Two routes to the error of Σa/Σb: delete-one jackknife and the linearized (delta-method) formula."""
+    rng = np.random.default_rng(2)
+    n = 4000
+    b_l, b_t = rng.gamma(3.0, 1.0, n), rng.gamma(3.0, 1.0, n)
+    a_l, a_t = b_l * (1.1 + 0.05 * rng.normal(size=n)), b_t * (0.9 + 0.05 * rng.normal(size=n))
+    r_l, r_t, e_l, e_t, c = convergence._ratio_jackknife(a_l, b_l, a_t, b_t)
+    for a, b, r, e in ((a_l, b_l, r_l, e_l), (a_t, b_t, r_t, e_t)):
+        ratio = a.sum() / b.sum()
+        assert r == pytest.approx(ratio - 1.0, rel=1e-12)
+        delta = math.sqrt(np.sum((a - ratio * b) ** 2)) / b.sum()
+        assert e == pytest.approx(delta, rel=0.02)
+    assert abs(c) < e_l * e_t  # independent l and t noise: |correlation| < 1

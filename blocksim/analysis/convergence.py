@@ -35,6 +35,20 @@ Beside it: sqrt(b_l/b_t) (Eq. 4.5 of the fitted recursion), the self-consistent 
 c_l/c_t than the last measured step ("toward"/"away" when the change of |MB − c_l/c_t| exceeds
 :data:`SIGNIFICANCE` combined errors, else "undecided").
 
+Interaction route (truncation-free). The fixed-band ε̇ above falls from step to step mostly because the
+truncation to n_keep levels discards the weight of the states it drops (docs/findings.md). Each step
+also stores the band weight of its members uncoupled (``reference/weight_pool_l``, ``weight_pool_t``,
+same units), so the interaction's own increment of step k is the ratio on the same units,
+
+    r_a(k) = Σ_u W_a,u / Σ_u W_pool,a,u − 1          (delete-one jackknife over the units, l–t covariance),
+
+which is Eq. (4.1)'s v̇/ε̇ at that scale (and the quantity of ``recursion_check`` at step 0). Chaining it
+from the bare per-volume absorption (the pool of step 0 per L_1³) gives a truncation-free flow
+ε̇*_a(k) = ε̇_a,bare·Π_{j≤k}(1 + r_a(j)) and MB*(k) = sqrt(ε̇*_l/ε̇*_t), whose errors add the steps'
+var(ln(1 + r)) as independent (an approximation: the steps share bare blocks). ε̇* goes through the same
+Eq. (4.2) fit and extrapolation (``route = "interaction"`` in the extrapolation table). It assumes that
+the kept levels carry the same relative interaction increment as the discarded ones.
+
 Lengths L_1 and R are in metres (defaults 50 Å and 1 mm). A file whose c_l/c_t matches a material of
 Sec. IV (within ``match_tol``, as ``blocksim analyze`` matches materials) uses that material's lengths
 from ``material_lengths`` when given; the table of Sec. IV has no lengths, so otherwise the defaults.
@@ -80,6 +94,7 @@ __all__ = [
     "parse_material_lengths",
     "file_absorption",
     "variant_flow",
+    "interaction_flow",
     "group_variants",
     "convergence_series",
     "extrapolate",
@@ -161,6 +176,77 @@ def _units(traj, i: int, volume: float):
     return -wl.reshape(n_eff, size).mean(axis=1) / volume, -wt.reshape(n_eff, size).mean(axis=1) / volume
 
 
+def _pool_units(traj, i: int):
+    """Per-unit ``(W_pool,l [n], W_pool,t [n])`` (mean per super block) of step i, or None (older files)."""
+    st = traj.steps[i]
+    pl, pt = getattr(st, "weight_pool_l", None), getattr(st, "weight_pool_t", None)
+    if pl is None or pt is None:
+        return None
+    pl, pt = np.ravel(pl).astype(float), np.ravel(pt).astype(float)
+    n_eff = int(st.n_effective) if getattr(st, "n_effective", None) is not None else pl.size
+    if n_eff < 1 or pl.size != pt.size or pl.size % n_eff:
+        return None
+    size = pl.size // n_eff
+    return pl.reshape(n_eff, size).mean(axis=1), pt.reshape(n_eff, size).mean(axis=1)
+
+
+def _ratio_jackknife(a_l, b_l, a_t, b_t):
+    """``(R_l, R_t, σ_l, σ_t, cov_lt)`` of R = Σa/Σb − 1 by the delete-one jackknife over the units."""
+    r_l, r_t = a_l.sum() / b_l.sum() - 1.0, a_t.sum() / b_t.sum() - 1.0
+    n = a_l.size
+    if n < 2:
+        return r_l, r_t, float("nan"), float("nan"), float("nan")
+    loo_l = (a_l.sum() - a_l) / (b_l.sum() - b_l)
+    loo_t = (a_t.sum() - a_t) / (b_t.sum() - b_t)
+    dl, dt = loo_l - loo_l.mean(), loo_t - loo_t.mean()
+    f = (n - 1) / n
+    return r_l, r_t, math.sqrt(f * np.sum(dl * dl)), math.sqrt(f * np.sum(dt * dt)), float(f * np.sum(dl * dt))
+
+
+def _interaction(traj, scale, reliable) -> dict:
+    """The interaction route (module docstring): r_a(k), ε̇*_a(k), MB*(k) and their errors, arrays [K]."""
+    k = len(traj.steps)
+    out = {key: np.full(k, np.nan) for key in ("r_l", "r_t", "err_rl", "err_rt", "cov_r", "eps_int_l",
+                                                "eps_int_t", "err_int_l", "err_int_t", "cov_int", "mb_int",
+                                                "mb_int_err")}
+    log_var = np.zeros(3)  # running var(ln ε̇*_l), var(ln ε̇*_t), cov(ln ε̇*_l, ln ε̇*_t)
+    eps = None
+    for i in range(k):
+        pool, sb = _pool_units(traj, i), _units(traj, i, 1.0)
+        if pool is None or sb is None or pool[0].size != sb[0].size:
+            return out
+        # sb holds −W (ε̇ at unit volume); the pool weights are W (negative on the diagonal)
+        a_l, a_t, b_l, b_t = sb[0], sb[1], -pool[0], -pool[1]
+        r_l, r_t, e_l, e_t, c_lt = _ratio_jackknife(a_l, b_l, a_t, b_t)
+        ok = bool(reliable[i])
+        out["r_l"][i], out["r_t"][i] = r_l, r_t
+        if ok:
+            out["err_rl"][i], out["err_rt"][i], out["cov_r"][i] = e_l, e_t, c_lt
+        if i == 0:  # ε̇ of the bare blocks per volume L_1³: the pool of step 0, with its own error
+            n = b_l.size
+            vol = scale[0] ** 3
+            eps = np.array([b_l.mean(), b_t.mean()]) / vol
+            if n >= 2 and ok:
+                c = np.cov(b_l, b_t) / n
+                log_var = np.array([c[0, 0] / b_l.mean() ** 2, c[1, 1] / b_t.mean() ** 2,
+                                    c[0, 1] / (b_l.mean() * b_t.mean())])
+            else:
+                log_var[:] = np.nan
+        eps = eps * np.array([1.0 + r_l, 1.0 + r_t])
+        if ok:
+            log_var = log_var + np.array([e_l**2 / (1 + r_l) ** 2, e_t**2 / (1 + r_t) ** 2,
+                                          c_lt / ((1 + r_l) * (1 + r_t))])
+        else:
+            log_var[:] = np.nan
+        out["eps_int_l"][i], out["eps_int_t"][i] = eps
+        out["err_int_l"][i], out["err_int_t"][i] = eps * np.sqrt(log_var[:2])
+        out["cov_int"][i] = eps[0] * eps[1] * log_var[2]
+        if eps[0] / eps[1] > 0:
+            out["mb_int"][i] = math.sqrt(eps[0] / eps[1])
+            out["mb_int_err"][i] = 0.5 * out["mb_int"][i] * math.sqrt(max(0.0, log_var[0] + log_var[1] - 2 * log_var[2]))
+    return out
+
+
 def _pairing(traj, i: int, n_prev: int, n_cur: int):
     """Index array [n_cur, r] of the units of step i−1 inside each unit of step i, or None (unknown)."""
     strategy = str(config_value(traj, "rg.pool_strategy", "partition"))
@@ -232,6 +318,7 @@ def file_absorption(traj) -> dict:
             out["method"][i] = "bound"
             out["err_dl"][i] = out["err_l"][i] + out["err_l"][i - 1]
             out["err_dt"][i] = out["err_t"][i] + out["err_t"][i - 1]
+    out.update(_interaction(traj, scale, out["reliable"]))
     return out
 
 
@@ -258,11 +345,26 @@ def variant_flow(group) -> dict:
                       for i in range(k)],
            "steps": [st.index for st in group[0].steps[:k]]}
     for val, err in (("eps_l", "err_l"), ("eps_t", "err_t"), ("d_l", "err_dl"), ("d_t", "err_dt"),
-                     ("mb", "mb_err")):
+                     ("mb", "mb_err"), ("r_l", "err_rl"), ("r_t", "err_rt"), ("eps_int_l", "err_int_l"),
+                     ("eps_int_t", "err_int_t"), ("mb_int", "mb_int_err")):
         out[val], out[err] = _combine([p[val][:k] for p in per], [p[err][:k] for p in per])
         out[err] = np.where(out["reliable"], out[err], np.nan)
     n = len(group)
     out["cov_lt"] = np.sum([p["cov_lt"][:k] for p in per], axis=0) / n**2
+    out["cov_int"] = np.sum([p["cov_int"][:k] for p in per], axis=0) / n**2
+    return out
+
+
+def interaction_flow(flow: dict) -> dict:
+    """``flow`` (:func:`variant_flow`) with ε̇ and its errors replaced by the interaction route's ε̇*.
+
+    The result goes through :func:`extrapolate` like the fixed-band flow (module docstring).
+    """
+    out = dict(flow)
+    for a in ("l", "t"):
+        out[f"eps_{a}"], out[f"err_{a}"] = flow[f"eps_int_{a}"], flow[f"err_int_{a}"]
+    out["mb"], out["mb_err"] = flow["mb_int"], flow["mb_int_err"]
+    out["cov_lt"] = flow["cov_int"]
     return out
 
 
@@ -450,7 +552,11 @@ def _step_rows(vid: int, label: str, f: dict) -> list:
                      "mb_err": float(f["mb_err"][i]), "eps_l": float(f["eps_l"][i]), "err_l": float(f["err_l"][i]),
                      "d_eps_l": float(f["d_l"][i]), "err_d_l": float(f["err_dl"][i]), "eps_t": float(f["eps_t"][i]),
                      "err_t": float(f["err_t"][i]), "d_eps_t": float(f["d_t"][i]), "err_d_t": float(f["err_dt"][i]),
-                     "err_method_d": f["method"][i] if i else ""})
+                     "err_method_d": f["method"][i] if i else "",
+                     "r_int_l": float(f["r_l"][i]), "err_r_int_l": float(f["err_rl"][i]),
+                     "r_int_t": float(f["r_t"][i]), "err_r_int_t": float(f["err_rt"][i]),
+                     "eps_int_l": float(f["eps_int_l"][i]), "eps_int_t": float(f["eps_int_t"][i]),
+                     "mb_int": float(f["mb_int"][i]), "mb_int_err": float(f["mb_int_err"][i])})
     return rows
 
 
@@ -511,9 +617,10 @@ def run(files, outdir="analysis-out", match_tol=0.01, L1=DEFAULT_L1_M, R=DEFAULT
         cl = cl_over_ct_of(grp[0])
         mat = _material(cl, match_tol)
         v_l1, v_r = material_lengths.get(mat, (l1, r))
-        ex = {"variant": vid, "setup": label, "material": mat or "-", "L1_m": v_l1, "R_m": v_r}
-        ex.update(extrapolate(f, n0_of(grp[0]), v_r / v_l1, cl, skip))
-        extraps.append(ex)
+        for route, flow_r in (("fixed band", f), ("interaction", interaction_flow(f))):
+            ex = {"variant": vid, "route": route, "setup": label, "material": mat or "-", "L1_m": v_l1, "R_m": v_r}
+            ex.update(extrapolate(flow_r, n0_of(grp[0]), v_r / v_l1, cl, skip))
+            extraps.append(ex)
     conv = {}
     for kind in SERIES:
         conv[kind] = [row for sid, s in enumerate(convergence_series(trajs, kind)) for row in _series_rows(s, kind, sid)]
@@ -521,7 +628,8 @@ def run(files, outdir="analysis-out", match_tol=0.01, L1=DEFAULT_L1_M, R=DEFAULT
     write_table(extraps, os.path.join(outdir, "convergence_extrapolation.csv"))
     for kind, crow in conv.items():
         write_table(crow, os.path.join(outdir, f"convergence_{kind}.csv"))
-    png_path = _plot(variants, flows, extraps, os.path.join(outdir, "convergence.png"))
+    png_path = _plot(variants, flows, [e for e in extraps if e["route"] == "fixed band"],
+                     os.path.join(outdir, "convergence.png"))
     text = format_table(rows, "Per-volume absorption ε̇ = −W/L³ per step (units 2A²k²ω·T*²/L1³), its increment "
                               "Δε̇ and MB(L); errors from independent units (NaN: unreliable step)")
     for kind, crow in conv.items():
