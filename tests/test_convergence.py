@@ -66,13 +66,14 @@ DIAGNOSTICS = {"weight_kept": np.array([0.5]), "weight_kept_mean": 0.5, "level_s
                "pool_size": 8, "pool_distinct_ancestors": 8, "pool_distinct_lineages": 8, "double_in_window_count": 0}
 
 
-def write_flow(path, *, a_l=2.0, b_l=0.5, a_t=1.0, b_t=0.2, scatter=0.01, steps=4, unreliable=(), **dotted):
-    """A complete trajectory (real writer) with ε̇_a(x) = a_a + b_a·x exactly, x = k + 1 = log_2(L/L1)."""
+def write_flow(path, *, a_l=2.0, b_l=0.5, a_t=1.0, b_t=0.2, scatter=0.01, steps=4, unreliable=(), curve=0.0,
+               **dotted):
+    """A complete trajectory (real writer) with ε̇_a(x) = a_a + b_a·x (+ curve·x²) exactly, x = k + 1 = log_2(L/L1)."""
     cfg = _config(**{"rg.steps": steps, **dotted})
     bio.create_file(path, {"config_toml": cfg.to_toml(), "seed_entropy": 1, "spawn_key": []}, cfg.to_dict())
     for k in range(steps):
         x = k + 1.0
-        bio.append_step(path, k, _step_values(k, a_l + b_l * x, a_t + b_t * x, scatter, cfg.rg.samples,
+        bio.append_step(path, k, _step_values(k, a_l + b_l * x + curve * x * x, a_t + b_t * x, scatter, cfg.rg.samples,
                                                  k not in unreliable),
                         DIAGNOSTICS, {})
     bio.update_file(path, attrs={"status": "complete"})
@@ -110,6 +111,8 @@ def test_extrapolation_recovers_exact_linear_flow(tmp_path):
     assert ex["chi2dof_l"] == pytest.approx(0.0, abs=1e-18)
     assert ex["mb_fixed_point_eq45"] == pytest.approx(1.6, rel=1e-10)  # c_l/c_t of the config
     assert ex["band_l"] > 0 and ex["mb_R_err"] > 0
+    assert ex["mb_R_err_scaled"] == pytest.approx(ex["mb_R_err"], rel=1e-12)  # χ² = 0: nothing to scale
+    assert "does not fit" not in ex["note"]
     # the per-step table: ε̇ from the unit weights, MB of the file, exact increments b·Δx = b
     rows = rep.rows
     assert [r["eps_l"] for r in rows] == pytest.approx([2.0 + 0.5 * x for x in (1, 2, 3, 4)], rel=1e-12)
@@ -329,3 +332,11 @@ def test_ratio_jackknife_matches_the_delta_method():
         delta = math.sqrt(np.sum((a - ratio * b) ** 2)) / b.sum()
         assert e == pytest.approx(delta, rel=0.02)
     assert abs(c) < e_l * e_t  # independent l and t noise: |correlation| < 1
+
+
+def test_curved_flow_scales_the_error_and_says_so(tmp_path):
+    """ε̇_l with curvature: the line of Eq. (4.2) fails its χ², the MB(R) error grows by ≈ sqrt(χ²/dof_l)."""
+    ex = convergence.run([write_flow(tmp_path / "c.h5", curve=0.2)], tmp_path / "o").extra["extrapolation"][0]
+    assert ex["chi2dof_l"] > convergence.CHI2_REJECT and ex["chi2dof_t"] == pytest.approx(0.0, abs=1e-12)
+    assert "does not fit" in ex["note"] and "l:" in ex["note"] and "t:" not in ex["note"]
+    assert ex["mb_R_err"] < ex["mb_R_err_scaled"] <= ex["mb_R_err"] * math.sqrt(ex["chi2dof_l"]) * (1 + 1e-9)

@@ -108,6 +108,8 @@ DEFAULT_L1_M = 50e-10
 DEFAULT_R_M = 1e-3
 #: Combined standard errors by which |MB − c_l/c_t| must change to call the trend "toward"/"away".
 SIGNIFICANCE = 2.0
+#: χ²/dof above which the extrapolation notes that the Eq. (4.2) line does not describe the steps.
+CHI2_REJECT = 3.0
 #: The config keys a convergence series varies.
 SERIES = {"n_keep": ("rg.n_keep",), "samples": ("rg.samples", "rg.pool_size")}
 #: Config keys that do not change the physics of a step (run options, guards, the number of steps).
@@ -496,6 +498,7 @@ def extrapolate(flow: dict, n0: int, r_over_l1: float, cl_over_ct: float, skip_s
     row["mb_last_err"] = float(flow["mb_err"][last[-1]]) if last.size else float("nan")
     keys = ("a_l", "err_a_l", "b_l", "err_b_l", "chi2dof_l", "a_t", "err_a_t", "b_t", "err_b_t", "chi2dof_t",
             "eps_l_R", "band_l", "band_scaled_l", "eps_t_R", "band_t", "band_scaled_t", "mb_R", "mb_R_err",
+            "mb_R_err_scaled",
             "mb_asymptotic", "mb_asymptotic_err")
     if use.sum() < 2:
         row.update(dict.fromkeys(keys, float("nan")))
@@ -524,10 +527,20 @@ def extrapolate(flow: dict, n0: int, r_over_l1: float, cl_over_ct: float, skip_s
         row["mb_R"], row["mb_R_err"] = _sqrt_ratio(pred["l"][0], pred["t"][0], pred["l"][1], pred["t"][1], cov_r)
     else:
         row["mb_R"], row["mb_R_err"] = float("nan"), float("nan")
+    # the same error with each fit's band scaled by sqrt(max(1, χ²/dof)): the one the trend uses
+    scale = [max(1.0, row[f"chi2dof_{a}"]) if math.isfinite(row[f"chi2dof_{a}"]) else 1.0 for a in ("l", "t")]
+    row["mb_R_err_scaled"] = (_sqrt_ratio(pred["l"][0], pred["t"][0], pred["l"][1] * scale[0], pred["t"][1] * scale[1],
+                                          cov_r * math.sqrt(scale[0] * scale[1]))[1]
+                              if math.isfinite(row["mb_R"]) else float("nan"))
     row["mb_asymptotic"], row["mb_asymptotic_err"] = _sqrt_ratio(pred["l"][2], pred["t"][2], pred["l"][3],
                                                                  pred["t"][3], cov_b)
-    row["trend"] = _trend(row["mb_R"], row["mb_R_err"], row["mb_last"], row["mb_last_err"], cl_over_ct)
+    row["trend"] = _trend(row["mb_R"], row["mb_R_err_scaled"], row["mb_last"], row["mb_last_err"], cl_over_ct)
     notes = [] if math.isfinite(row["mb_R"]) else ["extrapolated ε̇_l or ε̇_t ≤ 0: no MB(R)"]
+    bad = [f"{a}: {row[f'chi2dof_{a}']:.3g}" for a in ("l", "t")
+           if math.isfinite(row[f"chi2dof_{a}"]) and row[f"chi2dof_{a}"] > CHI2_REJECT]
+    if bad:
+        notes.append(f"the line a + b·x does not fit (χ²/dof {', '.join(bad)}): errors scaled, extrapolation "
+                     "model-dependent")
     if pred["l"][2] < 0 or pred["t"][2] < 0:
         notes.append("negative slope b: ε̇ decreases with L")
     row["note"] = "; ".join(notes)
@@ -564,7 +577,8 @@ def _setup_label(group) -> str:
     t = group[0]
     return (f"cl/ct={cl_over_ct_of(t):.4g} g={config_value(t, 'model.coupling', float('nan'))} N0={n0_of(t)} "
             f"n_keep={config_value(t, 'rg.n_keep', '?')} samples={config_value(t, 'rg.samples', '?')} "
-            f"pool={config_value(t, 'rg.pool_size', '?')} {config_value(t, 'rg.pool_strategy', '')}").strip()
+            f"pool={config_value(t, 'rg.pool_size', '?')} {config_value(t, 'rg.pool_strategy', '')} "
+            f"{config_value(t, 'rg.truncation', 'lowest')}").strip()
 
 
 def _plot(variants, flows, extraps, path) -> str:
