@@ -406,7 +406,9 @@ def _variant_label(group, kind: str) -> str:
 def _variant_size(group, kind: str) -> float:
     if kind == "n_keep":
         return float(config_value(group[0], "rg.n_keep", 0))
-    n_eff = [getattr(t.steps[0], "n_effective", None) for t in group]
+    # independent units of the last step = the independent final samples (tree and resample: rg.samples;
+    # partition: the final pool); step 0's count is capped by the tree's unit level, so not monotonic
+    n_eff = [getattr(t.steps[-1], "n_effective", None) for t in group]
     if all(n is not None for n in n_eff):
         return float(sum(int(n) for n in n_eff))
     return float(len(group) * config_value(group[0], "rg.samples", 1) * config_value(group[0], "rg.pool_size", 1))
@@ -415,7 +417,7 @@ def _variant_size(group, kind: str) -> float:
 def convergence_series(trajs, kind: str) -> list:
     """Series of variants that differ only in the keys of ``SERIES[kind]``: ``[[variant group, ...], ...]``.
 
-    Each series has ≥ 2 variants, sorted by increasing n_keep (resp. independent units at step 0); the
+    Each series has ≥ 2 variants, sorted by increasing n_keep (resp. independent units at the last step); the
     last one is the reference.
     """
     if kind not in SERIES:
