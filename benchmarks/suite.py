@@ -150,7 +150,8 @@ def bench_rg_batch(n_superblocks, repeat):
     Step 0 of ``runs/quickstart.toml`` (N0 = 2, n = 3, g = 0.02: most super blocks have dressed members,
     resonant clusters or single–double resonances), its first ``n_superblocks`` super blocks with their
     members and rotations: ``solve_batch_reference`` (assemble + solve + truncate + transitions, one super
-    block at a time) against ``solve_batch`` on the same arrays, side by side.
+    block at a time) against ``solve_batch`` on the same arrays, side by side, both with one BLAS thread as
+    in an RG step.
     """
     from blocksim.config import load_config
     from blocksim.rg import pool as rg_pool
@@ -166,9 +167,12 @@ def bench_rg_batch(n_superblocks, repeat):
             cfg.model.form, table)
     kw = dict(resonance_threshold=cfg.solver.resonance_threshold, n_keep=cfg.rg.n_keep,
               temperatures=cfg.observables.temperatures)
+    from blocksim._threads import single_blas
+
     fast = batch.solve_batch(*args, **kw)
-    tf, ts = side_by_side(lambda: batch.solve_batch(*args, **kw), lambda: batch.solve_batch_reference(*args, **kw),
-                          repeat)
+    with single_blas():  # as inside an RG step (blocksim.rg.loop, blocksim.rg.tree): one BLAS thread, both paths
+        tf, ts = side_by_side(lambda: batch.solve_batch(*args, **kw),
+                              lambda: batch.solve_batch_reference(*args, **kw), repeat)
     return {"rg_batch_speedup": ts / tf, "rg_batch_s": tf, "rg_batch_reference_s": ts,
             "rg_batch_superblocks": len(members), "rg_batch_fallback_fraction": fast.fallback_fraction,
             "rg_batch_n0": n0, "rg_batch_n": int(pool_e.shape[1])}
