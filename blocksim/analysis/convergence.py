@@ -164,10 +164,9 @@ def _scale_out(traj, i: int) -> float:
     return float(st.scale_L_out) if getattr(st, "scale_L_out", None) is not None else float(n0_of(traj) * st.scale_L)
 
 
-def _units(traj, i: int, volume: float):
-    """Per-unit ``(ε̇_l [n], ε̇_t [n])`` of step i, or None without per-unit weights."""
-    st = traj.steps[i]
-    wl, wt = getattr(st, "weight_l", None), getattr(st, "weight_t", None)
+def _unit_means(st, name_l: str, name_t: str):
+    """Per-unit means ``(l [n], t [n])`` of the per-super-block (tree: per-unit) datasets, or None if absent."""
+    wl, wt = getattr(st, name_l, None), getattr(st, name_t, None)
     if wl is None or wt is None:
         return None
     wl, wt = np.ravel(wl).astype(float), np.ravel(wt).astype(float)
@@ -175,21 +174,18 @@ def _units(traj, i: int, volume: float):
     if n_eff < 1 or wl.size != wt.size or wl.size % n_eff:
         return None
     size = wl.size // n_eff
-    return -wl.reshape(n_eff, size).mean(axis=1) / volume, -wt.reshape(n_eff, size).mean(axis=1) / volume
+    return wl.reshape(n_eff, size).mean(axis=1), wt.reshape(n_eff, size).mean(axis=1)
+
+
+def _units(traj, i: int, volume: float):
+    """Per-unit ``(ε̇_l [n], ε̇_t [n])`` of step i, or None without per-unit weights."""
+    w = _unit_means(traj.steps[i], "weight_l", "weight_t")
+    return None if w is None else (-w[0] / volume, -w[1] / volume)
 
 
 def _pool_units(traj, i: int):
     """Per-unit ``(W_pool,l [n], W_pool,t [n])`` (mean per super block) of step i, or None (older files)."""
-    st = traj.steps[i]
-    pl, pt = getattr(st, "weight_pool_l", None), getattr(st, "weight_pool_t", None)
-    if pl is None or pt is None:
-        return None
-    pl, pt = np.ravel(pl).astype(float), np.ravel(pt).astype(float)
-    n_eff = int(st.n_effective) if getattr(st, "n_effective", None) is not None else pl.size
-    if n_eff < 1 or pl.size != pt.size or pl.size % n_eff:
-        return None
-    size = pl.size // n_eff
-    return pl.reshape(n_eff, size).mean(axis=1), pt.reshape(n_eff, size).mean(axis=1)
+    return _unit_means(traj.steps[i], "weight_pool_l", "weight_pool_t")
 
 
 def _ratio_jackknife(a_l, b_l, a_t, b_t):
