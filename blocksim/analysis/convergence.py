@@ -579,30 +579,37 @@ def _setup_label(group) -> str:
             f"{config_value(t, 'rg.truncation', 'lowest')}").strip()
 
 
-def _plot(variants, flows, extraps, path) -> str:
+def _plot(variants, flows, extraps, extraps_int, path) -> str:
     fig, axes = new_figure(ncols=2)
     ax_mb, ax_eps = axes[0, 0], axes[0, 1]
-    for grp, f, ex in zip(variants, flows, extraps):
+    for grp, f, ex, exi in zip(variants, flows, extraps, extraps_int):
         lab = _setup_label(grp)
         line = ax_mb.errorbar(f["x"], f["mb"], yerr=np.nan_to_num(f["mb_err"]), marker="o", capsize=3, label=lab)
         col = line[0].get_color()
-        ax_mb.axhline(ex["cl_over_ct"], color=col, ls="--", lw=0.8)
-        if math.isfinite(ex["mb_R"]):
-            ax_mb.errorbar([ex["x_R"]], [ex["mb_R"]], yerr=[np.nan_to_num(ex["mb_R_err"])], marker="*", ms=10,
-                           color=col, capsize=3)
-        for a, mk in (("l", "o"), ("t", "s")):
-            ax_eps.errorbar(f["x"], f[f"eps_{a}"], yerr=np.nan_to_num(f[f"err_{a}"]), marker=mk, ls="none",
-                            color=col, capsize=3, label=f"ε̇_{a}, {lab}" if a == "l" else None)
-            if math.isfinite(ex[f"a_{a}"]):
-                xs = np.linspace(0.0, ex["x_R"], 50)
-                ax_eps.plot(xs, ex[f"a_{a}"] + ex[f"b_{a}"] * xs, color=col, lw=0.8, ls="-" if a == "l" else ":")
+        if np.any(np.isfinite(f["mb_int"])):
+            ax_mb.errorbar(f["x"], f["mb_int"], yerr=np.nan_to_num(f["mb_int_err"]), marker="o", mfc="none", ls="--",
+                           color=col, capsize=2)
+        ax_mb.axhline(ex["cl_over_ct"], color="k", ls=":", lw=0.8)
+        if math.isfinite(exi["mb_R"]):
+            ax_mb.errorbar([exi["x_R"]], [exi["mb_R"]], yerr=[np.nan_to_num(exi["mb_R_err_scaled"])], marker="*",
+                           ms=10, color=col, capsize=3)
+        ax_eps.errorbar(f["x"], f["eps_l"], yerr=np.nan_to_num(f["err_l"]), marker="o", ls="none", color=col,
+                        capsize=3, label=lab)
+        if np.any(np.isfinite(f["eps_int_l"])):
+            ax_eps.errorbar(f["x"], f["eps_int_l"], yerr=np.nan_to_num(f["err_int_l"]), marker="o", mfc="none",
+                            ls="none", color=col, capsize=2)
+        if math.isfinite(exi["a_l"]):
+            xs = np.linspace(0.0, exi["x_R"], 50)
+            ax_eps.plot(xs, exi["a_l"] + exi["b_l"] * xs, color=col, lw=0.8)
     ax_mb.set_xlabel("log_N0(L/L1)")
-    ax_mb.set_ylabel("MB_num (★: extrapolated MB(R))")
-    ax_mb.set_title("MB(L) per variant (dashed: c_l/c_t)")
+    ax_mb.set_ylabel("MB (filled: running; open: MB*)")
+    ax_mb.set_title("MB(L); ★ MB(R) of the interaction route; dotted: c_l/c_t")
     ax_mb.legend(fontsize=6)
     ax_eps.set_xlabel("log_N0(L/L1)")
-    ax_eps.set_ylabel("ε̇ = −W/L³ (units 2A²k²ω T*²/L1³)")
-    ax_eps.set_title("per-volume absorption, fit of Eq. (4.2) (l solid, t dotted)")
+    if all(np.all(np.asarray(f[f"eps_{a}"])[np.isfinite(f[f"eps_{a}"])] > 0) for f in flows for a in ("l", "t")):
+        ax_eps.set_yscale("log")
+    ax_eps.set_ylabel("ε̇_l (units 2A²k²ω T*²/L1³)")
+    ax_eps.set_title("ε̇_l: fixed band (filled), ε̇*_l (open), Eq. (4.2) fit")
     ax_eps.legend(fontsize=6)
     return save_figure(fig, path)
 
@@ -641,7 +648,7 @@ def run(files, outdir="analysis-out", match_tol=0.01, L1=DEFAULT_L1_M, R=DEFAULT
     for kind, crow in conv.items():
         write_table(crow, os.path.join(outdir, f"convergence_{kind}.csv"))
     png_path = _plot(variants, flows, [e for e in extraps if e["route"] == "fixed band"],
-                     os.path.join(outdir, "convergence.png"))
+                     [e for e in extraps if e["route"] == "interaction"], os.path.join(outdir, "convergence.png"))
     text = format_table(rows, "Per-volume absorption ε̇ = −W/L³ per step (units 2A²k²ω·T*²/L1³), its increment "
                               "Δε̇ and MB(L); errors from independent units (NaN: unreliable step)")
     for kind, crow in conv.items():
