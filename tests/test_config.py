@@ -192,3 +192,21 @@ def test_load_from_path_and_missing_file(tmp_path):
     assert load_config(str(p)).rg.steps == 2
     with pytest.raises(InputError, match="file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+FLOW_SWEEPS = sorted((ROOT / "runs" / "flows").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", FLOW_SWEEPS, ids=[p.stem for p in FLOW_SWEEPS])
+def test_flow_sweeps_load_and_every_task_config_is_valid(path):
+    """The issue-12 flow sweeps of docs/findings.md: each task's config builds (tree runs need a fixed ω grid)."""
+
+    from blocksim.sweep.spec import load_spec, task_config
+
+    spec = load_spec(path)  # validates every task's config
+    assert spec.tasks
+    for task in spec.tasks:
+        cfg = task_config(spec, task)
+        if cfg.rg.pool_strategy == "tree":
+            assert cfg.observables.omega_min != "auto" and cfg.observables.omega_max != "auto"
+        assert cfg.model.mb_bare != cfg.model.cl_over_ct  # otherwise "toward c_l/c_t" is undecidable
