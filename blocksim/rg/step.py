@@ -38,7 +38,7 @@ from .pool import coupling_at_step, step_members, step_rotations
 
 log = logging.getLogger("blocksim.rg")
 
-__all__ = ["StepResult", "batch_applies", "check_finite", "check_kept", "reorder_ground", "compute_step", "error_units", "solve_step_batch",
+__all__ = ["StepResult", "batch_applies", "check_finite", "check_kept", "reorder_ground", "step_values", "compute_step", "error_units", "solve_step_batch",
            "solve_superblocks", "solve_superblock_list", "warn_unreliable"]
 
 
@@ -247,6 +247,27 @@ def _solve_list_batched(cfg: Config, k: int, member_e, member_t, rotations, tabl
     return out
 
 
+def step_values(cfg: Config, k: int, centres, edges, band, **fields) -> dict:
+    """The :data:`blocksim.io.schema.STEP` values of step k: those fixed by the config and the ω grid, then ``fields``.
+
+    ``centres``, ``edges``: the step's grid (E*); ``band``: the MB reference band (E*). Every strategy
+    (:func:`compute_step`, :func:`blocksim.rg.tree.merge_samples`) builds its step through this.
+    """
+    obs = cfg.observables
+    return {
+        "scale_L": float(cfg.lattice.n0**k),
+        "scale_L_out": float(cfg.lattice.n0 ** (k + 1)),
+        "coupling_g": coupling_at_step(cfg, k),
+        "omega": centres,
+        "omega_edges": edges,
+        "temperature": np.asarray(obs.temperatures, dtype=float),
+        "directions": list(obs.directions),
+        "reference_temperature": float(cfg.reference_temperature),
+        "reference_band": np.array(band),
+        **fields,
+    }
+
+
 def check_finite(k: int, values: dict, line, omega_min, omega_max) -> None:
     """Stop the run on any NaN/±inf observable of step ``k`` (standard errors ``*_err`` may be NaN).
 
@@ -325,37 +346,13 @@ def compute_step(cfg: Config, k: int, pool_e, pool_t, lineage, members_history, 
     lead = np.array(sol["lead"], dtype=np.int64)
     new_lineage = lineage[members[np.arange(p_out), lead]]
 
-    values = {
-        "scale_L": float(cfg.lattice.n0**k),
-        "scale_L_out": float(cfg.lattice.n0 ** (k + 1)),
-        "coupling_g": coupling_at_step(cfg, k),
-        "omega": centres,
-        "omega_edges": edges,
-        "temperature": np.asarray(obs.temperatures, dtype=float),
-        **resp,
-        "mb_ratio": mb,
-        "mb_ratio_err": mb_err,
-        "mb_ratio_pool": mb_pool,
-        "mb_ratio_pool_err": mb_pool_err,
-        "n_effective": int(n_eff),
-        "reliable": bool(reliable),
-        "directions": list(obs.directions),
-        "mb_ratio_dir": mb_dir,
-        "mb_ratio_dir_err": mb_dir_err,
-        "reference_temperature": float(t_ref),
-        "reference_band": np.array(band),
-        "weight_tensor": w,
-        "weight_l": wl,
-        "weight_t": wt,
-        "weight_pool_l": wpl,
-        "weight_pool_t": wpt,
-        "pool_energies": pool_e,
-        "pool_stress": pool_t,
-        "members": members,
-        "rotations": np.array(sol["rotations"]),
-        "superblock_energies": new_e,
-        "superblock_stress": new_t,
-    }
+    values = step_values(
+        cfg, k, centres, edges, band, **resp,
+        mb_ratio=mb, mb_ratio_err=mb_err, mb_ratio_pool=mb_pool, mb_ratio_pool_err=mb_pool_err,
+        n_effective=int(n_eff), reliable=bool(reliable), mb_ratio_dir=mb_dir, mb_ratio_dir_err=mb_dir_err,
+        weight_tensor=w, weight_l=wl, weight_t=wt, weight_pool_l=wpl, weight_pool_t=wpt,
+        pool_energies=pool_e, pool_stress=pool_t, members=members, rotations=np.array(sol["rotations"]),
+        superblock_energies=new_e, superblock_stress=new_t)
     check_finite(k, values, obs.line, obs.omega_min, obs.omega_max)
     diagnostics = step_diagnostics(k, sol, pool_e, pool_t, lineage, new_lineage, members_history,
                                    diversity_warn=cfg.rg.diversity_warn,

@@ -53,7 +53,7 @@ from .observables import (
     reliability,
     response_from_tensors,
 )
-from .pool import coupling_at_step, stream_rng
+from .pool import stream_rng
 from .step import (
     batch_applies,
     check_finite,
@@ -61,6 +61,7 @@ from .step import (
     reorder_ground,
     solve_step_batch,
     solve_superblock_list,
+    step_values,
     warn_unreliable,
 )
 
@@ -433,37 +434,14 @@ def merge_samples(cfg: Config, samples: list) -> tuple[list, np.ndarray, np.ndar
         n_st, m = st["member_e"].shape[:2]
         pool_e = st["member_e"].reshape(n_st * m, -1)
         pool_t = st["member_t"].reshape((n_st * m,) + st["member_t"].shape[2:])
-        values = {
-            "scale_L": float(cfg.lattice.n0**k),
-            "scale_L_out": float(cfg.lattice.n0 ** (k + 1)),
-            "coupling_g": coupling_at_step(cfg, k),
-            "omega": centres,
-            "omega_edges": edges,
-            "temperature": np.asarray(obs.temperatures, dtype=float),
-            **resp,
-            "mb_ratio": mb,
-            "mb_ratio_err": errs["mb_ratio_err"],
-            "mb_ratio_pool": mb_pool,
-            "mb_ratio_pool_err": errs["mb_ratio_pool_err"],
-            "n_effective": int(n_eff),
-            "reliable": bool(reliable),
-            "directions": list(obs.directions),
-            "mb_ratio_dir": mb_dir,
-            "mb_ratio_dir_err": errs["mb_ratio_dir_err"],
-            "reference_temperature": float(cfg.reference_temperature),
-            "reference_band": np.array(band),
-            "weight_tensor": w_units / per_unit,
-            "weight_l": wl,
-            "weight_t": wt,
-            "weight_pool_l": wpl,
-            "weight_pool_t": wpt,
-            "pool_energies": pool_e,
-            "pool_stress": pool_t,
-            "members": np.arange(n_st * m, dtype=np.int64).reshape(n_st, m),
-            "rotations": st["rotations"],
-            "superblock_energies": st["energies"],
-            "superblock_stress": st["stress"],
-        }
+        values = step_values(
+            cfg, k, centres, edges, band, **resp,
+            mb_ratio=mb, mb_ratio_err=errs["mb_ratio_err"], mb_ratio_pool=mb_pool,
+            mb_ratio_pool_err=errs["mb_ratio_pool_err"], n_effective=int(n_eff), reliable=bool(reliable),
+            mb_ratio_dir=mb_dir, mb_ratio_dir_err=errs["mb_ratio_dir_err"], weight_tensor=w_units / per_unit,
+            weight_l=wl, weight_t=wt, weight_pool_l=wpl, weight_pool_t=wpt, pool_energies=pool_e, pool_stress=pool_t,
+            members=np.arange(n_st * m, dtype=np.int64).reshape(n_st, m), rotations=st["rotations"],
+            superblock_energies=st["energies"], superblock_stress=st["stress"])
         check_finite(k, values, obs.line, obs.omega_min, obs.omega_max)
         steps.append((values, _diagnostics(cfg, k, st, pool_e, pool_t, total, count, samples)))
     final_e = np.stack([smp["final_e"] for smp in samples])
