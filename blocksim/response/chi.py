@@ -313,6 +313,11 @@ def transitions_from_levels(energies, stress, temperatures, volume: float = 1.0)
 # --------------------------------------------------------------------------------------------
 # Line shapes
 # --------------------------------------------------------------------------------------------
+def _box_hilbert(mid, lo, hi, width):
+    """Hilbert transform of box lines on [lo, hi) (columns [B, 1]) at the points ``mid`` [n_ω]: ln|(ω − lo)/(ω − hi)|/Δ."""
+    return np.log(np.abs((mid[None, :] - lo) / (mid[None, :] - hi))) / width
+
+
 def line_profiles(centres, omega, line: str, width, part: str):
     """Line-shape matrix ``[M, n_ω]`` for transitions at ``centres`` (ω_k) on the grid ``omega``.
 
@@ -338,7 +343,7 @@ def line_profiles(centres, omega, line: str, width, part: str):
         out[~inside] = 1.0 / (mid[None, :] - c[~inside, None])
         ji = j[inside]
         lo, hi = w[ji][:, None], w[ji + 1][:, None]
-        out[inside] = np.log(np.abs((mid[None, :] - lo) / (mid[None, :] - hi))) / widths[ji][:, None]
+        out[inside] = _box_hilbert(mid, lo, hi, widths[ji][:, None])
         return out
     x = w[None, :] - c[:, None]
     if line == "lorentzian":
@@ -401,7 +406,7 @@ def _binned_sum(trans: Transitions, weights, edges, part, sign_pair: int | None)
     n_t, m = trans.population.shape
     n_c = weights.shape[1]
     lo, hi = edges[:-1][:, None], edges[1:][:, None]
-    prof_in = np.log(np.abs((mid[None, :] - lo) / (mid[None, :] - hi))) / widths[:, None] if part == "re" else None
+    prof_in = _box_hilbert(mid, lo, hi, widths[:, None]) if part == "re" else None
     terms = [(1.0, trans.omega)] + ([(float(sign_pair), -trans.omega)] if sign_pair is not None else [])
     out = np.zeros((n_w, n_t * n_c))
     for start in range(0, m, _CHUNK):
