@@ -13,6 +13,7 @@ import pytest
 
 from blocksim import rg
 from blocksim.config import load_config
+from blocksim.model.blocks import make_blocks
 from blocksim.model.coupling import displacement_table
 from blocksim.model.tensors import random_rotation
 from blocksim.spectra import batch
@@ -81,11 +82,31 @@ def test_dressed_and_resonant_superblocks_are_solved_in_the_batch():
 
 
 def test_strong_coupling_falls_back_and_stays_identical():
-    """Beyond the kernel's limits (huge clusters) the per-super-block path runs: still identical."""
-    fast, slow = _both(4, 30, 2, 3, 0.3)
+    """Beyond the kernel's full limits (clusters touching 9 or more members) the per-super-block path runs."""
+    fast, slow = _both(4, 6, 3, 3, 0.3)
     _assert_identical(fast, slow)
     assert fast.fallback_reason.any()
     assert set(fast.fallback_reason.tolist()) <= set(range(len(batch.REASONS)))
+
+
+@pytest.mark.parametrize("g, window", [(0.1, None), (0.3, None), (0.1, 0.9)])
+def test_superblocks_beyond_the_default_limits_are_retried_in_the_batch(g, window):
+    """Generic members at g = 0.1–0.3 overflow the default pair/double limits (most of them at N0 = 2):
+    they are solved again by the kernels with the full limits, bit for bit the per-super-block path."""
+    p = 24
+    rng = np.random.default_rng(17)
+    e, t = make_blocks(rng, p * 8, {"kind": "generic", "n": 3})
+    r = random_rotation(rng, p * 8).reshape(p, 8, 3, 3)
+    args = (e.reshape(p, 8, 3), t.reshape(p, 8, 6, 3, 3), r, 2, g, 1.6, "zhou-leggett", displacement_table(2, 1.6))
+    kw = dict(n_keep=3, window_center=window, temperatures=[0.0, 0.02, 0.1])
+    nb, ne = 8, 2
+    n_ss, n_sd, n_dbl = batch._limits(nb, ne, False)
+    fast, slow = batch.solve_batch(*args, **kw), batch.solve_batch_reference(*args, **kw)
+    _assert_identical(fast, slow)
+    beyond = ((fast.diagnostics["n_resonant_pairs"] > n_ss) | (fast.diagnostics["n_resonant_single_double"] > n_sd)
+              | (fast.diagnostics["n_states"] - 1 - nb * ne > n_dbl))
+    assert beyond.sum() >= p // 4  # the retry is exercised ...
+    assert not fast.fallback_reason.any()  # ... and nothing is left to the per-super-block path
 
 
 def test_serial_and_parallel_kernels_agree():

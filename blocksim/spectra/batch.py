@@ -29,11 +29,13 @@ by matrix), so the results are **bit-for-bit** those of the per-super-block path
 tests/test_batch.py checks every output array with ``assert_array_equal`` on weak, strong, dressed,
 resonant and windowed cases, n = 2, 3, 4 and N0 = 2, 3.
 
-A super block beyond the kernels' fixed limits (more than 4·N(n−1) resonant single–single pairs,
-4·N(n−1) single–double pairs or 2·N(n−1) doubles, a cluster touching 9 or more members, an
-excited level at 0, a non-finite result) or within a relative :data:`FALLBACK_MARGIN` of a
-resonance or dressing threshold is solved by the per-super-block path itself
-(``fallback_reason``, :data:`REASONS`): identical by construction.
+The kernel arrays hold 4·N(n−1) resonant single–single pairs, 4·N(n−1) single–double pairs and
+2·N(n−1) doubles per super block. The super blocks that overflow them (most of them at g ≳ 0.1) are
+solved again by the same kernels in sub-batches with the full limits (:func:`_limits`: every pair and
+double at N0 = 2, at most 8× the defaults). A super block beyond those (a cluster touching 9 or more
+members, an excited level at 0, a non-finite result) or within a relative :data:`FALLBACK_MARGIN` of
+a resonance or dressing threshold is solved by the per-super-block path itself (``fallback_reason``,
+:data:`REASONS`): identical by construction.
 
 :func:`solve_batch_reference` is the slow, obvious reference (STYLE 4): the per-super-block loop with
 the same output. ``solver.batched = false`` makes the RG step use it.
@@ -577,6 +579,10 @@ def _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2
             out[a] = 0.0
 
 
+#: Stage C keeps the node elements of the kept states' support (at most this many nodes) for reuse.
+KEPT_CACHE_NODES = 256
+
+
 @numba.njit(cache=True, nogil=True)
 def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp, ground_t,
              coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0, kept, idx, order_out, scal):
@@ -633,6 +639,19 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
         total_t0[a] = acc
     out = np.empty(6)
     acc6 = np.empty(6)
+    # The kept states of one cluster share its nodes: each node element ⟨na|T|nb⟩ (na ≤ nb) is
+    # computed once and reused (the same numbers, summed in the same order).
+    loc = np.full(n_nodes, -1, dtype=np.int64)
+    nu = 0
+    for i in range(1, n_keep):
+        si = order[idx[i] - 1]
+        for ka in range(coef_len[si]):
+            if loc[coef_nodes[si, ka]] < 0:
+                loc[coef_nodes[si, ka]] = nu
+                nu += 1
+    nc = nu if nu <= KEPT_CACHE_NODES else 0
+    cache = np.empty((nc, nc, 6))
+    have = np.zeros((nc, nc), dtype=np.bool_)
     for i in range(1, n_keep):
         si = order[idx[i] - 1]
         for j in range(i, n_keep):
@@ -645,11 +664,20 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
                     nbb = coef_nodes[sj, kb]
                     if na > nbb:
                         na, nbb = nbb, na
-                    _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr, total_t0,
-                                  ground_t, out)
                     cc = coef_vals[si, ka] * coef_vals[sj, kb]
-                    for a in range(6):
-                        acc6[a] += cc * out[a]
+                    if nc > 0:
+                        la, lb = loc[na], loc[nbb]
+                        if not have[la, lb]:
+                            _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr,
+                                          total_t0, ground_t, cache[la, lb])
+                            have[la, lb] = True
+                        for a in range(6):
+                            acc6[a] += cc * cache[la, lb, a]
+                    else:
+                        _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2, thr,
+                                      total_t0, ground_t, out)
+                        for a in range(6):
+                            acc6[a] += cc * out[a]
             for a in range(6):
                 kept[a, i, j] = acc6[a]
                 kept[a, j, i] = acc6[a]
@@ -891,6 +919,24 @@ def solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_c
     return _finish(out, common, ragged, temps, np.zeros(p, dtype=np.int64), n_warn)
 
 
+def _limits(nb: int, ne: int, full: bool) -> tuple[int, int, int]:
+    """(resonant single–single pairs, single–double pairs, doubles) the kernel arrays hold per super block.
+
+    The default limits (4·N(n−1), 4·N(n−1), 2·N(n−1)) hold the weak-coupling super blocks; ``full``
+    gives the retry limits: every pair and double there can be at N0 = 2, at most 8× the defaults.
+    """
+    ns = nb * ne
+    if not full:
+        return 4 * ns, 4 * ns, 2 * ns
+    pairs = nb * (nb - 1) // 2 * ne * ne
+    return min(pairs, 32 * ns), min(nb * (nb - 1) * ne**3, 32 * ns), min(pairs, 16 * ns)
+
+
+#: Super blocks beyond the default limits are solved again in sub-batches with the full limits; each
+#: sub-batch holds at most this many bytes of cluster coefficients (16 bytes per node pair).
+RETRY_BYTES = 64 * 2**20
+
+
 def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, *,
                 resonance_threshold=0.1, n_keep=3, window_center=None, temperatures=(0.1,)) -> BatchSolution:
     """Solve, truncate and take the transitions of P small super blocks in one numba call.
@@ -927,6 +973,14 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
     BatchSolution
         One row per super block, in order.
     """
+    return _solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, resonance_threshold,
+                        n_keep, window_center, temperatures, full=False)
+
+
+def _solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, resonance_threshold, n_keep,
+                 window_center, temperatures, *, full: bool) -> BatchSolution:
+    """:func:`solve_batch` with the default kernel limits (``full=False``: overflowing rows are retried
+    with the full limits) or the full ones (``full=True``: overflowing rows go to the per-super-block path)."""
     n0 = int(n0)
     if not 2 <= n0 <= BATCH_MAX_N0:
         raise InputError(f"n0 = {n0}: the batched solver takes 2 ≤ n0 ≤ {BATCH_MAX_N0}")
@@ -959,7 +1013,7 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
         dressed, reason)
     e_eff, x_eff = _dress(energies, st, vloc, dressed & (reason == 0)[:, None])
     # stage B: first-order sums, resonant single–single and single–double pairs, clusters
-    n_sd_max, n_dbl_max = 4 * ns, 2 * ns
+    n_ss_max, n_sd_max, n_dbl_max = _limits(nb, nl - 1, full)
     nn = ns + n_dbl_max
     node_e = np.zeros((p, nn))
     node_amp = np.zeros((p, nn, 6))
@@ -968,8 +1022,8 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
     dx = np.zeros_like(st)
     u1 = np.zeros_like(vloc)
     comp = np.full((p, nn), -1, dtype=np.int64)
-    edges = np.zeros((p, 4 * ns + n_sd_max, 2), dtype=np.int64)
-    edge_v = np.zeros((p, 4 * ns + n_sd_max))
+    edges = np.zeros((p, n_ss_max + n_sd_max, 2), dtype=np.int64)
+    edge_v = np.zeros((p, n_ss_max + n_sd_max))
     sd_single = np.zeros((p, n_sd_max), dtype=np.int64)
     sd_double = np.zeros((p, n_sd_max, 4), dtype=np.int64)
     sd_v = np.zeros((p, n_sd_max))
@@ -1017,10 +1071,37 @@ def solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, t
     ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
     n_warn = int(np.count_nonzero(ok & (frac > RESONANT_FRACTION_WARN)))  # counted, not emitted
     fallback = np.nonzero(reason)[0]
+    if not full:  # beyond the default limits: the kernels again, with room for every pair and double
+        over = fallback[np.isin(reason[fallback], (_RES_SS, _RES_SD))]
+        if over.size:
+            nn_full = ns + _limits(nb, nl - 1, True)[2]
+            size = max(1, RETRY_BYTES // (16 * nn_full * nn_full))
+            for i in range(0, over.size, size):
+                rows = over[i:i + size]
+                sub = _solve_batch(energies[rows], stress[rows], rotations[rows], n0, coupling_g, cl_over_ct, form,
+                                   table, thr, n_keep, window_center, temps, full=True)
+                _take_rows(sub, rows, out, ragged)
+                reason[rows] = sub.fallback_reason
+                n_warn += sub.n_resonance_warnings
+            fallback = np.setdiff1d(fallback, over)
     if fallback.size:
         n_warn += _reference_rows(fallback, energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
                                   thr, n_keep, window_center, temps, out, ragged)
     return _finish(out, common, ragged, temps, reason, n_warn)
+
+
+def _take_rows(sub: BatchSolution, rows, out: dict, ragged: dict) -> None:
+    """Copy the rows of ``sub`` (a sub-batch) into rows ``rows`` of ``out`` and ``ragged``."""
+    for key in ("energies", "stress", "weight_kept", "lowest_excluded_energy", "double_in_window", "lead"):
+        out[key][rows] = getattr(sub, key)
+    for key in SOLVER_DIAGNOSTICS:
+        out["diagnostics"][key][rows] = sub.diagnostics[key]
+    for i, j in enumerate(rows):
+        ragged["exc"][j] = sub.excitations[sub.excitation_offsets[i]:sub.excitation_offsets[i + 1]]
+        a, b = sub.transition_offsets[i], sub.transition_offsets[i + 1]
+        ragged["omega"][j] = sub.omega[a:b]
+        ragged["amp"][j] = sub.amp[a:b]
+        ragged["pop"][j] = sub.population[:, a:b].T
 
 
 def _dress(energies, st, vloc, mask):
