@@ -209,6 +209,10 @@ def test_kernels_match_numpy_reference(n0, n, g):
     for a, b in zip(fast, slow):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     nl = sb.n_levels
+    for s_, m, t, p in [(0, 1, 1, 1), (0, nl - 1, 3, 1), (2, 1, 7, nl - 1), (5, 2, 4, 2)]:
+        np.testing.assert_allclose(excited.double_amplitude(ctx, s_, m, t, p),
+                                   excited._double_amplitude_reference(ctx, s_, m, t, p), rtol=1e-11, atol=1e-15)
+        assert np.abs(excited.double_amplitude(ctx, s_, m, t, p)).max() > 0
     pairs = [(0, 1, 0, 1), (0, 1, 0, nl - 1), (1, nl - 1, 2, 1), (3, 2, 5, nl - 1), (4, 1, 7, 1)]
     for s_, m, t, p in pairs:
         np.testing.assert_allclose(excited.single_element(ctx, s_, m, t, p),

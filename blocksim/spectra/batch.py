@@ -52,7 +52,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
-from .excited import _keep, _safe_ratio, _y_kernel, double_amplitude, quadratic_form
+from .excited import _y_kernel, double_amplitude_into, quadratic_form
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
 
@@ -1132,22 +1132,11 @@ def _quadratic_forms(a, w, b):
     return out
 
 
-class _DoubleContext:
-    """The fields of :class:`~blocksim.spectra.excited.FirstOrderContext` that ``double_amplitude`` reads."""
-
-    def __init__(self, e, x, dx, thr, w):
-        self.e, self.x, self.dx, self.thr, self.u1, self._w = e, x, dx, thr, None, w
-
-    def w_pair(self, s, t):
-        """W^(st) of the one double being evaluated."""
-        return self._w
-
-
 def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr) -> None:
     """First-order energies and ground-row amplitudes of the doubles of all super blocks (in place).
 
-    :func:`~blocksim.spectra.excited.double_energy` and :func:`~blocksim.spectra.excited.double_amplitude`
-    with the same NumPy operations stacked over the doubles (bit for bit the per-double results).
+    :func:`~blocksim.spectra.excited.double_energy` (the same quadratic forms) and the numba kernel of
+    :func:`~blocksim.spectra.excited.double_amplitude` over all doubles (bit for bit the per-double results).
     Node ns + j of super block p is the double ``dbl[p, j] = (s, k, t, q)``, j < nd[p].
     """
     nb, nl = e_eff.shape[1:]
@@ -1161,26 +1150,16 @@ def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr
     w = 2.0 * g * table[d[:, 0], d[:, 1], d[:, 2]]
     node_e[pp, ns + jj] = (node_e[pp, s * ne + k - 1] + node_e[pp, t * ne + q - 1]
                            + _quadratic_forms(dx[pp, s, :, k, k], w, dx[pp, t, :, q, q]))
-    if nl > 3:  # longer sums over r: the stacked einsum may order them differently; per double
-        node_amp[pp, ns + jj] = [double_amplitude(_DoubleContext(e_eff[a], x_eff[a], dx[a], thr, w[i]), b, c, d_, f)
-                                 for i, (a, b, c, d_, f) in enumerate(zip(pp, s, k, t, q))]
-        return
-    e, x = e_eff, x_eff
-    e_d = e[pp, s, k] + e[pp, t, q]
-    out = np.zeros((len(pp), 6))
-    num = np.einsum("dar,dab,db->dr", dx[pp, s, :, 1:, k], w, x[pp, t, :, 0, q])
-    den = e_d[:, None] - e[pp, s, 1:]
-    keep = _keep(num, den, thr)
-    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[pp, s, :6, 1:, 0])
-    num2 = np.einsum("dar,dab,db->dr", x[pp, s, :, 1:, 0], w, x[pp, t, :, q, 0])
-    out -= np.einsum("dr,dar->da", num2 / (e[pp, s, 1:] + e[pp, t, q][:, None]), dx[pp, s, :6, k, 1:])
-    num = np.einsum("da,dab,dbr->dr", x[pp, s, :, 0, k], w, dx[pp, t, :, 1:, q])
-    den = e_d[:, None] - e[pp, t, 1:]
-    keep = _keep(num, den, thr)
-    out += np.einsum("dr,dar->da", _safe_ratio(num, den, keep), x[pp, t, :6, 1:, 0])
-    num2 = np.einsum("da,dab,dbr->dr", x[pp, s, :, k, 0], w, x[pp, t, :, 1:, 0])
-    out -= np.einsum("dr,dar->da", num2 / (e[pp, s, k][:, None] + e[pp, t, 1:]), dx[pp, t, :6, q, 1:])
+    out = np.empty((len(pp), 6))
+    _double_amplitudes(pp, s, k, t, q, e_eff, x_eff, dx, w, thr, out)
     node_amp[pp, ns + jj] = out
+
+
+@numba.njit(cache=True, nogil=True)
+def _double_amplitudes(pp, s, k, t, q, e, x, dx, w, thr, out):
+    """out[i] = :func:`~blocksim.spectra.excited.double_amplitude_into` of double i (super block pp[i])."""
+    for i in range(pp.shape[0]):
+        double_amplitude_into(e[pp[i]], x[pp[i]], dx[pp[i]], w[i], thr, s[i], k[i], t[i], q[i], out[i])
 
 
 def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) -> dict:
@@ -1265,6 +1244,36 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _ground_populations(weights, order, p0, out):
+    """out[p, r, T] = Σ_s w_s p0[p, s, T] / Σ_s w_s for the sorted state r (node order[p, r]; w = weights[p, node]).
+
+    The numerator is summed over s in order; the norm as scipy's row sum of the per-super-block path
+    (np.add.reduceat): the first positive weight plus the sum of the others, then max(norm, 1e-300).
+    Element by element, so bit for bit the per-super-block arithmetic.
+    """
+    n_p, nn = order.shape
+    nb = weights.shape[2]
+    nt = p0.shape[2]
+    for p in range(n_p):
+        for r in range(nn):
+            w = weights[p, order[p, r]]
+            first = 0
+            for s in range(nb):
+                if w[s] > 0:
+                    first = s
+                    break
+            rest = 0.0
+            for s in range(nb):
+                rest += 0.0 if s == first else w[s]
+            norm = max(w[first] + rest, 1e-300)
+            for it in range(nt):
+                acc = 0.0
+                for s in range(nb):
+                    acc += w[s] * p0[p, s, it]
+                out[p, r, it] = acc / norm
+
+
 def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temps) -> dict:
     """``Spectrum.transitions`` rows of the batched super blocks (DESIGN note 2).
 
@@ -1278,17 +1287,8 @@ def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temp
     nn = order.shape[1]
     p_members = boltzmann(e_eff.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
     p_members = np.moveaxis(p_members, 0, -1)  # [P, N, n, n_T]
-    w = weights[np.arange(p)[:, None], order]  # [P, nn, N], sorted states
-    pop0 = np.zeros(w.shape[:2] + (temps.size,))
-    for s in range(nb):
-        pop0 += w[:, :, s, None] * p_members[:, None, s, 0, :]
-    # Σ_s w_s as scipy's row sum (np.add.reduceat): the first stored weight + the sum of the others
-    first = np.argmax(w > 0, axis=2)
-    rest = np.zeros(w.shape[:2])
-    for s in range(nb):
-        rest += np.where(first == s, 0.0, w[:, :, s])
-    norm = np.take_along_axis(w, first[:, :, None], axis=2)[:, :, 0] + rest
-    pop0 = pop0 / np.maximum(norm, 1e-300)[:, :, None]
+    pop0 = np.empty((p, nn, temps.size))
+    _ground_populations(weights, order, np.ascontiguousarray(p_members[:, :, 0, :]), pop0)
     ss, mm, kk = np.meshgrid(np.arange(nb), np.arange(1, nl), np.arange(nl), indexing="ij")
     sel = mm != kk
     ss, mm, kk = ss[sel], mm[sel], kk[sel]

@@ -63,7 +63,7 @@ import numpy as np
 
 from .._numba import serial_twin
 
-__all__ = ["FirstOrderContext", "single_double_resonances", "double_energy", "double_amplitude",
+__all__ = ["FirstOrderContext", "single_double_resonances", "double_energy", "double_amplitude", "double_amplitude_into",
            "single_element", "node_element", "quadratic_form"]
 
 
@@ -443,7 +443,17 @@ def double_amplitude(ctx: FirstOrderContext, s: int, k: int, t: int, p: int) -> 
 
     (r ≥ 1). A term of the first kind whose two-body coupling exceeds thr·|E_d − E^s_r| is the
     resonance with |s,r⟩ (resp. |t,r⟩), treated in the cluster, and left out.
+
+    The numba kernel :func:`double_amplitude_into` (shared with the batched solver, so both are bit for
+    bit the same); :func:`_double_amplitude_reference` is the NumPy reference.
     """
+    out = np.zeros(6)
+    double_amplitude_into(ctx.e, ctx.x, ctx.dx, ctx.w_pair(s, t), ctx.thr, s, k, t, p, out)
+    return out
+
+
+def _double_amplitude_reference(ctx: FirstOrderContext, s: int, k: int, t: int, p: int) -> np.ndarray:
+    """:func:`double_amplitude` with NumPy ``einsum`` (the slow, obvious reference of the kernel)."""
     e, x, dx, u1, thr = ctx.e, ctx.x, ctx.dx, ctx.u1, ctx.thr
     w = ctx.w_pair(s, t)
     e_d = e[s, k] + e[t, p]
@@ -463,3 +473,52 @@ def double_amplitude(ctx: FirstOrderContext, s: int, k: int, t: int, p: int) -> 
     num2 = np.einsum("a,ab,br->r", x[s, :, k, 0], w, x[t, :, 1:, 0])
     out -= np.einsum("r,ar->a", num2 / (e[s, k] + e[t, 1:]), dx[t, :6, p, 1:])
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _ratio_kept(num, den, thr):
+    """num/den for a non-resonant term (|num| ≤ thr·|den| or num = 0) with den ≠ 0, else 0 (:func:`_safe_ratio`)."""
+    if abs(num) > thr * abs(den) and num != 0.0:
+        return 0.0
+    if den == 0.0:
+        return 0.0
+    return num / den
+
+
+@numba.njit(cache=True, nogil=True)
+def double_amplitude_into(e, x, dx, w, thr, s, k, t, p, out):
+    """out[:6] = first-order ⟨s̃,k; t,p|T_tot|0̃⟩ (:func:`double_amplitude`), sums in a fixed order.
+
+    e [N, n], x and dx [N, K, n, n], w = W^(st) [K, K]. Each coupling is a :func:`quadratic_form`; each
+    of the four terms is summed over r ≥ 1 before it is added to ``out``.
+    """
+    nl = e.shape[1]
+    e_d = e[s, k] + e[t, p]
+    for a in range(6):
+        out[a] = 0.0
+    c1 = np.empty(nl)
+    c2 = np.empty(nl)
+    c3 = np.empty(nl)
+    c4 = np.empty(nl)
+    for r in range(1, nl):
+        c1[r] = _ratio_kept(quadratic_form(dx[s, :, r, k], w, x[t, :, 0, p]), e_d - e[s, r], thr)
+        c2[r] = quadratic_form(x[s, :, r, 0], w, x[t, :, p, 0]) / (e[s, r] + e[t, p])
+        c3[r] = _ratio_kept(quadratic_form(x[s, :, 0, k], w, dx[t, :, r, p]), e_d - e[t, r], thr)
+        c4[r] = quadratic_form(x[s, :, k, 0], w, x[t, :, r, 0]) / (e[s, k] + e[t, r])
+    for a in range(6):
+        acc = 0.0
+        for r in range(1, nl):
+            acc += c1[r] * x[s, a, r, 0]
+        out[a] += acc
+        acc = 0.0
+        for r in range(1, nl):
+            acc += c2[r] * dx[s, a, k, r]
+        out[a] -= acc
+        acc = 0.0
+        for r in range(1, nl):
+            acc += c3[r] * x[t, a, r, 0]
+        out[a] += acc
+        acc = 0.0
+        for r in range(1, nl):
+            acc += c4[r] * dx[t, a, p, r]
+        out[a] -= acc
