@@ -308,8 +308,9 @@ def merge(plan: Plan, outdir: str | None = None, *, pair_draws: int = 64) -> Rep
 def plot(rows, fits, path) -> str:
     """r against N0 (log axis), powder l and t per shape: r (θ → 0, g → 0 where present), its parts at the
     middle θ and smallest g, Eq. (3.7), the semi-analytic line and the best-AIC fit of r."""
-    fig, axes = new_figure(ncols=3, nrows=2, size=(5.5, 4.5))
     shapes = sorted({r["shape"] for r in rows})
+    nsh = min(2, len(shapes))
+    fig, axes = new_figure(ncols=nsh + 1, nrows=2, size=(5.5, 4.5))
     gs = sorted({r["coupling_g"] for r in rows if r["coupling_g"] > 0})
     ths = sorted({r["threshold"] for r in rows if r["threshold"] > 0})
     g_ref, th_ref = gs[0], ths[len(ths) // 2]
@@ -356,7 +357,7 @@ def plot(rows, fits, path) -> str:
             ax.legend(fontsize=5)
     # third column: the threshold dependence of the non-resonant part (powder l) and its estimate θ·X
     for i, shape in enumerate(shapes[:2]):
-        ax = axes[i, 2]
+        ax = axes[i, nsh]
         for k, th in enumerate(ths):
             ser = sorted([r for r in rows if r["shape"] == shape and r["pol"] == "l" and r["direction"] == "powder"
                           and r["coupling_g"] == g_ref and r["threshold"] == th], key=lambda r: r["n0"])
@@ -372,6 +373,8 @@ def plot(rows, fits, path) -> str:
         ax.set_ylabel("r_nonresonant, l")
         ax.set_title(f"{shape}: non-resonant part vs θ (g = {g_ref:g})", fontsize=9)
         ax.legend(fontsize=5)
+    if nsh == 1:  # one shape: its θ panel above, nothing below
+        axes[1, 1].set_visible(False)
     return save_figure(fig, path)
 
 
