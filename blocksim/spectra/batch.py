@@ -851,36 +851,78 @@ def _reference_rows(rows, energies, stress, rotations, n0, coupling_g, cl_over_c
     return n_warn
 
 
-def _ragged(common, valid, extra: dict):
-    """Row j of ``common`` [P, L, ...] where ``valid`` [P, L], or ``extra[j]`` [L_j, ...] for the rows in ``extra``.
+def _finish(out: dict, common: dict | None, ragged: dict, temps, reason, n_warn) -> BatchSolution:
+    """Join the transitions of all rows: the kernels' rows from ``common`` (:func:`_common_transitions`, or
+    None), the rows solved elsewhere from ``ragged[name][j]`` (per-super-block path, retry sub-batches)."""
+    p = out["energies"].shape[0]
+    n_exc = np.zeros(p, dtype=np.int64)
+    n_tr = np.zeros(p, dtype=np.int64)
+    use = np.zeros(p, dtype=bool)
+    if common is not None:
+        nb, nl = common["e_eff"].shape[1:]
+        use[:] = True
+        n_exc[:] = common["n_nodes"]
+        n_tr[:] = common["n_nodes"] + nb * (nl - 1) ** 2
+    for j in ragged["exc"]:
+        use[j] = False
+        n_exc[j] = len(ragged["exc"][j])
+        n_tr[j] = len(ragged["omega"][j])
+    exc_off = np.zeros(p + 1, dtype=np.int64)
+    np.cumsum(n_exc, out=exc_off[1:])
+    tr_off = np.zeros(p + 1, dtype=np.int64)
+    np.cumsum(n_tr, out=tr_off[1:])
+    exc = np.empty(exc_off[-1])
+    omega = np.empty(tr_off[-1])
+    amp = np.empty((tr_off[-1], 6))
+    pop = np.empty((temps.size, tr_off[-1]))
+    if common is not None:
+        _fill_common(use, common["e_all"], common["amp0"], common["pop0"], common["e_eff"], common["x_eff"],
+                     common["p_members"], common["n_nodes"], exc_off, tr_off, exc, omega, amp, pop)
+    for j in ragged["exc"]:
+        exc[exc_off[j]:exc_off[j + 1]] = ragged["exc"][j]
+        sl = slice(tr_off[j], tr_off[j + 1])
+        omega[sl] = ragged["omega"][j]
+        amp[sl] = ragged["amp"][j]
+        pop[:, sl] = ragged["pop"][j].T
+    return BatchSolution(excitations=exc, excitation_offsets=exc_off, omega=omega, amp=amp, population=pop,
+                         temperatures=temps, transition_offsets=tr_off, fallback_reason=reason,
+                         n_resonance_warnings=n_warn, **out)
 
-    Returns ``(flat [M, ...], offsets [P + 1])`` with row j at ``flat[offsets[j]:offsets[j + 1]]``.
+
+@numba.njit(cache=True, nogil=True)
+def _fill_common(use, e_all, amp0, pop0, e_eff, x_eff, p_members, n_nodes, exc_off, tr_off, exc, omega, amp, pop):
+    """Write the transitions of the rows ``use`` into the joined arrays, in ``Spectrum.transitions`` order.
+
+    Row j: its excitations e_all[j, 1:1 + n_nodes[j]] (ground → state, amplitude amp0, population pop0),
+    then each member's excited → other transitions (s, m ≥ 1, k ≠ m): ω = E_k − E_m, amplitude
+    X^s_mk, population p_m^(s)(T). Copies and one subtraction each: the NumPy route's numbers bit for bit.
     """
-    valid = valid.copy()
-    if extra:
-        valid[list(extra)] = False
-    lengths = valid.sum(axis=1)
-    for j, a in extra.items():
-        lengths[j] = len(a)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.empty((int(offsets[-1]),) + common.shape[2:])
-    rows, cols = np.nonzero(valid)
-    rank = np.cumsum(valid, axis=1)[rows, cols] - 1
-    flat[offsets[rows] + rank] = common[rows, cols]
-    for j, a in extra.items():
-        flat[offsets[j]:offsets[j + 1]] = a
-    return flat, offsets
-
-
-def _finish(out: dict, common: dict, ragged: dict, temps, reason, n_warn) -> BatchSolution:
-    exc, exc_off = _ragged(common["exc"], common["exc_valid"], ragged["exc"])
-    omega, tr_off = _ragged(common["omega"], common["valid"], ragged["omega"])
-    amp, _ = _ragged(common["amp"], common["valid"], ragged["amp"])
-    pop, _ = _ragged(common["pop"], common["valid"], ragged["pop"])
-    return BatchSolution(excitations=exc, excitation_offsets=exc_off, omega=omega, amp=amp,
-                         population=np.ascontiguousarray(pop.T), temperatures=temps, transition_offsets=tr_off,
-                         fallback_reason=reason, n_resonance_warnings=n_warn, **out)
+    nb, nl = e_eff.shape[1], e_eff.shape[2]
+    nt = pop.shape[0]
+    for j in range(use.shape[0]):
+        if not use[j]:
+            continue
+        a = exc_off[j]
+        t = tr_off[j]
+        for r in range(n_nodes[j]):
+            exc[a + r] = e_all[j, 1 + r]
+            omega[t] = e_all[j, 1 + r]
+            for c in range(6):
+                amp[t, c] = amp0[j, 1 + r, c]
+            for it in range(nt):
+                pop[it, t] = pop0[j, r, it]
+            t += 1
+        for s in range(nb):
+            for m in range(1, nl):
+                for k in range(nl):
+                    if k == m:
+                        continue
+                    omega[t] = e_eff[j, s, k] - e_eff[j, s, m]
+                    for c in range(6):
+                        amp[t, c] = x_eff[j, s, c, m, k]
+                    for it in range(nt):
+                        pop[it, t] = p_members[j, s, m, it]
+                    t += 1
 
 
 def solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table, *,
@@ -913,10 +955,7 @@ def solve_batch_reference(energies, stress, rotations, n0, coupling_g, cl_over_c
     ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
     n_warn = _reference_rows(range(p), energies, stress, rotations, n0, coupling_g, cl_over_ct, form, table,
                              float(resonance_threshold), n_keep, window_center, temps, out, ragged)
-    none = np.zeros((p, 0), dtype=bool)
-    common = {"exc": np.zeros((p, 0)), "exc_valid": none, "omega": np.zeros((p, 0)), "valid": none,
-              "amp": np.zeros((p, 0, 6)), "pop": np.zeros((p, 0, temps.size))}
-    return _finish(out, common, ragged, temps, np.zeros(p, dtype=np.int64), n_warn)
+    return _finish(out, None, ragged, temps, np.zeros(p, dtype=np.int64), n_warn)
 
 
 def _limits(nb: int, ne: int, full: bool) -> tuple[int, int, int]:
@@ -1275,29 +1314,17 @@ def _ground_populations(weights, order, p0, out):
 
 
 def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temps) -> dict:
-    """``Spectrum.transitions`` rows of the batched super blocks (DESIGN note 2).
+    """What :func:`_fill_common` needs for the ``Spectrum.transitions`` rows of the batched super blocks.
 
-    Returns ``exc``, ``omega``, ``amp``, ``pop`` padded to the largest state count, with the masks
-    ``exc_valid`` and ``valid`` of the entries that exist. A ground → excitation transition gets
-    Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member weights w (1 on one member for a plain
-    single excitation), summed as the sparse products of the per-super-block path do; the members'
-    own excited → other transitions get p_m^(s)(T) (effective members).
+    A ground → excitation transition gets Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member weights w
+    (1 on one member for a plain single excitation; :func:`_ground_populations`, DESIGN note 2); the
+    members' own excited → other transitions get p_m^(s)(T) (effective members).
     """
     p, nb, nl = e_eff.shape
     nn = order.shape[1]
     p_members = boltzmann(e_eff.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
-    p_members = np.moveaxis(p_members, 0, -1)  # [P, N, n, n_T]
+    p_members = np.ascontiguousarray(np.moveaxis(p_members, 0, -1))  # [P, N, n, n_T]
     pop0 = np.empty((p, nn, temps.size))
     _ground_populations(weights, order, np.ascontiguousarray(p_members[:, :, 0, :]), pop0)
-    ss, mm, kk = np.meshgrid(np.arange(nb), np.arange(1, nl), np.arange(nl), indexing="ij")
-    sel = mm != kk
-    ss, mm, kk = ss[sel], mm[sel], kk[sel]
-    om2 = e_eff[:, ss, kk] - e_eff[:, ss, mm]  # [P, M2]
-    amp2 = np.swapaxes(x_eff[:, ss, :, mm, kk], 0, 1)  # [M2, P, 6] (split advanced indices) → [P, M2, 6]
-    pop2 = p_members[:, ss, mm]  # [P, M2, n_T]
-    exc_valid = np.arange(nn) < n_nodes[:, None]
-    return {"exc": e_all[:, 1:], "exc_valid": exc_valid,
-            "omega": np.concatenate([e_all[:, 1:], om2], axis=1),
-            "amp": np.concatenate([amp0[:, 1:], amp2], axis=1),
-            "pop": np.concatenate([pop0, pop2], axis=1),
-            "valid": np.concatenate([exc_valid, np.ones((p, ss.size), dtype=bool)], axis=1)}
+    return {"e_all": e_all, "amp0": amp0, "pop0": pop0, "e_eff": e_eff, "x_eff": x_eff, "p_members": p_members,
+            "n_nodes": np.asarray(n_nodes, dtype=np.int64)}
