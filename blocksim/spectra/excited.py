@@ -486,6 +486,15 @@ def _ratio_kept(num, den, thr):
 
 
 @numba.njit(cache=True, nogil=True)
+def _excited_sum(c, v):
+    """Σ_{r ≥ 1} c[r]·v[r], summed in order."""
+    acc = 0.0
+    for r in range(1, c.shape[0]):
+        acc += c[r] * v[r]
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
 def double_amplitude_into(e, x, dx, w, thr, s, k, t, p, out):
     """out[:6] = first-order ⟨s̃,k; t,p|T_tot|0̃⟩ (:func:`double_amplitude`), sums in a fixed order.
 
@@ -506,19 +515,7 @@ def double_amplitude_into(e, x, dx, w, thr, s, k, t, p, out):
         c3[r] = _ratio_kept(quadratic_form(x[s, :, 0, k], w, dx[t, :, r, p]), e_d - e[t, r], thr)
         c4[r] = quadratic_form(x[s, :, k, 0], w, x[t, :, r, 0]) / (e[s, k] + e[t, r])
     for a in range(6):
-        acc = 0.0
-        for r in range(1, nl):
-            acc += c1[r] * x[s, a, r, 0]
-        out[a] += acc
-        acc = 0.0
-        for r in range(1, nl):
-            acc += c2[r] * dx[s, a, k, r]
-        out[a] -= acc
-        acc = 0.0
-        for r in range(1, nl):
-            acc += c3[r] * x[t, a, r, 0]
-        out[a] += acc
-        acc = 0.0
-        for r in range(1, nl):
-            acc += c4[r] * dx[t, a, p, r]
-        out[a] -= acc
+        out[a] += _excited_sum(c1, x[s, a, :, 0])
+        out[a] -= _excited_sum(c2, dx[s, a, k, :])
+        out[a] += _excited_sum(c3, x[t, a, :, 0])
+        out[a] -= _excited_sum(c4, dx[t, a, p, :])
