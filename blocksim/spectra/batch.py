@@ -585,12 +585,14 @@ KEPT_CACHE_NODES = 256
 
 @numba.njit(cache=True, nogil=True)
 def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp, ground_t,
-             coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0, kept, idx, order_out, scal):
+             coef_start, coef_len, coef_nodes, coef_vals, node_label, dbl, n_nodes, energies, amp0, kept, idx,
+             order_out, scal):
     """Sorted spectrum, truncation and kept stress block of one super block (after its clusters).
 
     node_e [ns + D], node_amp [ns + D, 6]: the n_nodes = ns + (doubles) basis nodes after the clusters
-    are diagonalized; the state held by node i is Σ_k coef_vals[i, k]·|coef_nodes[i, k]⟩
-    (k < coef_len[i]); node_label [ns + D] its dominant node; dbl [D, 4] the doubles. Outputs:
+    are diagonalized; the state held by node i is Σ_k coef_vals[o + k]·|coef_nodes[o + k]⟩
+    (o = coef_start[i], k < coef_len[i]), or node i itself where coef_start[i] < 0 (:func:`_clusters`);
+    node_label [ns + D] its dominant node; dbl [D, 4] the doubles. Outputs:
     energies [K], amp0 [K, 6] (``Spectrum.energies``, ``Spectrum.amp0``; K = 1 + n_nodes),
     kept [6, n_keep, n_keep] and idx [n_keep] (``Spectrum.truncate``), order_out [n_nodes] (node of
     each sorted excitation), scal[1:5] = (weight_kept, lowest_excluded_energy, double_in_window,
@@ -646,8 +648,9 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
     for i in range(1, n_keep):
         si = order[idx[i] - 1]
         for ka in range(coef_len[si]):
-            if loc[coef_nodes[si, ka]] < 0:
-                loc[coef_nodes[si, ka]] = nu
+            na = si if coef_start[si] < 0 else coef_nodes[coef_start[si] + ka]
+            if loc[na] < 0:
+                loc[na] = nu
                 nu += 1
     nc = nu if nu <= KEPT_CACHE_NODES else 0
     cache = np.empty((nc, nc, 6))
@@ -658,13 +661,14 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
             sj = order[idx[j] - 1]
             for a in range(6):
                 acc6[a] = 0.0
+            oi, oj = coef_start[si], coef_start[sj]
             for ka in range(coef_len[si]):
                 for kb in range(coef_len[sj]):
-                    na = coef_nodes[si, ka]
-                    nbb = coef_nodes[sj, kb]
+                    na = si if oi < 0 else coef_nodes[oi + ka]
+                    nbb = sj if oj < 0 else coef_nodes[oj + kb]
                     if na > nbb:
                         na, nbb = nbb, na
-                    cc = coef_vals[si, ka] * coef_vals[sj, kb]
+                    cc = (1.0 if oi < 0 else coef_vals[oi + ka]) * (1.0 if oj < 0 else coef_vals[oj + kb])
                     if nc > 0:
                         la, lb = loc[na], loc[nbb]
                         if not have[la, lb]:
@@ -754,15 +758,15 @@ def _stage_b_kernel_parallel(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _stage_c_kernel_parallel(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp,
-                             ground_t, coef_nodes, coef_vals, coef_len, node_label, dbl, n_nodes, energies, amp0,
-                             kept, idx, order, scal, reason):
+                             ground_t, coef_start, coef_len, coef_nodes, coef_vals, node_label, dbl, n_nodes,
+                             energies, amp0, kept, idx, order, scal, reason):
     """:func:`_stage_c` for every super block p with ``reason[p] == 0`` (``prange``)."""
     for p in numba.prange(e_eff.shape[0]):
         if reason[p] == 0:
             reason[p] = _stage_c(e_eff[p], x_eff[p], dx[p], u1[p], pos, table, n0, g, thr, n_keep, window,
-                                 node_e[p], node_amp[p], ground_t[p], coef_nodes[p], coef_vals[p], coef_len[p],
-                                 node_label[p], dbl[p], n_nodes[p], energies[p], amp0[p], kept[p], idx[p],
-                                 order[p], scal[p])
+                                 node_e[p], node_amp[p], ground_t[p], coef_start[p], coef_len[p], coef_nodes,
+                                 coef_vals, node_label[p], dbl[p], n_nodes[p], energies[p], amp0[p], kept[p],
+                                 idx[p], order[p], scal[p])
 
 
 _stage_a_kernel_serial = serial_twin(_stage_a_kernel_parallel)
@@ -1084,8 +1088,8 @@ def _solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, 
     order = np.zeros((p, nn), dtype=np.int64)
     (_stage_c_kernel_parallel if par else _stage_c_kernel_serial)(
         e_eff, x_eff, dx, u1, pos, table, n0, g, thr, int(n_keep), window, cl["node_e"], cl["node_amp"],
-        ground_t, cl["coef_nodes"], cl["coef_vals"], cl["coef_len"], cl["node_label"], dbl, n_nodes, e_all, amp0,
-        kept, idx, order, scal, reason)
+        ground_t, cl["coef_start"], cl["coef_len"], cl["coef_nodes"], cl["coef_vals"], cl["node_label"], dbl, n_nodes,
+        e_all, amp0, kept, idx, order, scal, reason)
     ok = reason == 0
     frac = counts[:, 2] / ns
     out = {
@@ -1106,7 +1110,7 @@ def _solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, 
         },
         "lead": scal[:, 4].astype(np.int64),
     }
-    common = _common_transitions(e_eff, x_eff, e_all, amp0, cl["weights"], order, n_nodes, temps)
+    common = _common_transitions(e_eff, x_eff, e_all, amp0, cl, order, n_nodes, temps)
     ragged = {"exc": {}, "omega": {}, "amp": {}, "pop": {}}
     n_warn = int(np.count_nonzero(ok & (frac > RESONANT_FRACTION_WARN)))  # counted, not emitted
     fallback = np.nonzero(reason)[0]
@@ -1209,15 +1213,20 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     rotate the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
     (``(vecᵀ)² @ occupation``, ½ on each member of a double), its dominant node and its coefficients.
     Stacked NumPy ``eigh`` and ``matmul`` give the per-cluster results bit for bit.
+
+    Only cluster nodes are stored: node i of super block p holds the state Σ_k coef_vals[o + k]·|coef_nodes[o + k]⟩
+    (o = coef_start[p, i], k < coef_len[p, i]) with member weights weights[weight_row[p, i]]; −1 marks a
+    node alone (itself, weight 1 on its member).
     """
     p, nn = node_e.shape
     ne = nl - 1
     ns = nb * ne
-    out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "weights": np.zeros((p, nn, nb)),
-           "node_label": np.tile(np.arange(nn), (p, 1)), "max_size": np.full(p, 1 if ns else 0)}
-    out["weights"][:, np.arange(ns), np.arange(ns) // ne] = 1.0
+    out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "node_label": np.tile(np.arange(nn), (p, 1)),
+           "max_size": np.full(p, 1 if ns else 0),
+           "coef_start": np.full((p, nn), -1, dtype=np.int64), "coef_len": np.ones((p, nn), dtype=np.int64),
+           "coef_nodes": np.zeros(0, dtype=np.int64), "coef_vals": np.zeros(0),
+           "weight_row": np.full((p, nn), -1, dtype=np.int64), "weights": np.zeros((0, nb))}
     in_cl = (comp >= 0) & ok[:, None]
-    size_max = 1
     if in_cl.any():
         pp, ii = np.nonzero(in_cl)
         key = pp * nn + comp[pp, ii]
@@ -1225,7 +1234,6 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
         key, pp, ii = key[srt], pp[srt], ii[srt]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
         sizes = np.diff(np.r_[starts, key.size])
-        size_max = int(sizes.max())
         cid = np.full((p, nn), -1, dtype=np.int64)
         rank = np.full((p, nn), -1, dtype=np.int64)
         cid[pp, ii] = np.repeat(np.arange(starts.size), sizes)
@@ -1235,11 +1243,6 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
         ep, ek = np.nonzero((np.arange(edges.shape[1]) < n_edges[:, None]) & ok[:, None])
         ea, eb, ev = edges[ep, ek, 0], edges[ep, ek, 1], edge_v[ep, ek]
         e_cid = cid[ep, ea]
-    out["coef_nodes"] = np.zeros((p, nn, size_max), dtype=np.int64)
-    out["coef_nodes"][:, :, 0] = np.arange(nn)
-    out["coef_vals"] = np.zeros((p, nn, size_max))
-    out["coef_vals"][:, :, 0] = 1.0
-    out["coef_len"] = np.ones((p, nn), dtype=np.int64)
     if not in_cl.any():
         return out
     # member of each node (doubles: both members, ½ each)
@@ -1253,6 +1256,8 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     e_size, e_cid, ev = e_size[e_srt], e_cid[e_srt], ev[e_srt]
     e_ra, e_rb = rank[ep[e_srt], ea[e_srt]], rank[ep[e_srt], eb[e_srt]]
     row = np.empty(starts.size, dtype=np.int64)
+    coef_nodes, coef_vals, weights = [], [], []
+    n_coef = n_rows = 0
     for c in np.unique(sizes):
         sel = np.flatnonzero(sizes == c)
         nodes = ii[starts[sel][:, None] + np.arange(c)]  # [Nc, c], ascending
@@ -1275,28 +1280,43 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
         rr, cc = np.nonzero(~single)
         occ[rr, cc, mem_a[pc[rr, 0], nodes[rr, cc]]] = 0.5
         occ[rr, cc, mem_b[pc[rr, 0], nodes[rr, cc]]] = 0.5
-        out["weights"][pc, nodes] = (vec_t**2) @ occ
+        weights.append(((vec_t**2) @ occ).reshape(-1, nb))
+        out["weight_row"][pc, nodes] = n_rows + np.arange(sel.size * c).reshape(sel.size, c)
+        n_rows += sel.size * c
         out["node_label"][pc, nodes] = np.take_along_axis(nodes, np.argmax(vec**2, axis=1), axis=1)
-        out["coef_nodes"][pc, nodes, :c] = nodes[:, None, :]
-        out["coef_vals"][pc, nodes, :c] = vec_t
+        # the state at nodes[n, i] is Σ_k vec_t[n, i, k]·|nodes[n, k]⟩: c coefficients from coef_start
+        coef_nodes.append(np.broadcast_to(nodes[:, None, :], (sel.size, c, c)).ravel())
+        coef_vals.append(vec_t.ravel())
+        out["coef_start"][pc, nodes] = n_coef + c * np.arange(sel.size * c).reshape(sel.size, c)
         out["coef_len"][pc, nodes] = c
+        n_coef += sel.size * c * c
+    out["coef_nodes"] = np.concatenate(coef_nodes)
+    out["coef_vals"] = np.concatenate(coef_vals)
+    out["weights"] = np.concatenate(weights)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _ground_populations(weights, order, p0, out):
-    """out[p, r, T] = Σ_s w_s p0[p, s, T] / Σ_s w_s for the sorted state r (node order[p, r]; w = weights[p, node]).
+def _ground_populations(weight_row, weights, order, n_nodes, ne, p0, out):
+    """out[p, r, T] = Σ_s w_s p0[p, s, T] / Σ_s w_s for the sorted state r < n_nodes[p] (node order[p, r]).
 
+    w = weights[weight_row[p, node]] for a cluster node, else 1 on the node's member (node // ne).
     The numerator is summed over s in order; the norm as scipy's row sum of the per-super-block path
     (np.add.reduceat): the first positive weight plus the sum of the others, then max(norm, 1e-300).
     Element by element, so bit for bit the per-super-block arithmetic.
     """
-    n_p, nn = order.shape
-    nb = weights.shape[2]
+    n_p = order.shape[0]
+    nb = weights.shape[1]
     nt = p0.shape[2]
+    w = np.empty(nb)
     for p in range(n_p):
-        for r in range(nn):
-            w = weights[p, order[p, r]]
+        for r in range(n_nodes[p]):
+            node = order[p, r]
+            if weight_row[p, node] >= 0:
+                w[:] = weights[weight_row[p, node]]
+            else:
+                w[:] = 0.0
+                w[node // ne] = 1.0
             first = 0
             for s in range(nb):
                 if w[s] > 0:
@@ -1313,7 +1333,7 @@ def _ground_populations(weights, order, p0, out):
                 out[p, r, it] = acc / norm
 
 
-def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temps) -> dict:
+def _common_transitions(e_eff, x_eff, e_all, amp0, cl, order, n_nodes, temps) -> dict:
     """What :func:`_fill_common` needs for the ``Spectrum.transitions`` rows of the batched super blocks.
 
     A ground → excitation transition gets Σ_s w_s p_0^(s)(T) / Σ_s w_s with the state's member weights w
@@ -1325,6 +1345,7 @@ def _common_transitions(e_eff, x_eff, e_all, amp0, weights, order, n_nodes, temp
     p_members = boltzmann(e_eff.reshape(p * nb, nl), temps).reshape(temps.size, p, nb, nl)
     p_members = np.ascontiguousarray(np.moveaxis(p_members, 0, -1))  # [P, N, n, n_T]
     pop0 = np.empty((p, nn, temps.size))
-    _ground_populations(weights, order, np.ascontiguousarray(p_members[:, :, 0, :]), pop0)
+    _ground_populations(cl["weight_row"], cl["weights"], order, np.asarray(n_nodes, dtype=np.int64), nl - 1,
+                        np.ascontiguousarray(p_members[:, :, 0, :]), pop0)
     return {"e_all": e_all, "amp0": amp0, "pop0": pop0, "e_eff": e_eff, "x_eff": x_eff, "p_members": p_members,
             "n_nodes": np.asarray(n_nodes, dtype=np.int64)}
