@@ -66,6 +66,7 @@ __all__ = [
     "im_chi",
     "re_chi",
     "chi_tensor",
+    "chi_tensors",
     "kramers_kronig_re",
     "powder_directions",
     "chi_components",
@@ -389,6 +390,22 @@ def _add_rows(out, rows, use, q, scale):
                 out[r, c] += f * q[k, c]
 
 
+@numba.njit(cache=True, nogil=True)
+def _add_re_profiles(prof, rows, inside, prof_in, mid, centres, sign):
+    """``prof[k] += sign·prof_in[rows[k]]`` for a line inside the grid, else ``prof[k, i] += sign/(mid[i] − ω_k)``.
+
+    The Re χ rows of :func:`_binned_sum` (the same products and quotients as NumPy's, element by element).
+    """
+    for k in range(prof.shape[0]):
+        if inside[k]:
+            r = rows[k]
+            for i in range(prof.shape[1]):
+                prof[k, i] += sign * prof_in[r, i]
+        else:
+            for i in range(prof.shape[1]):
+                prof[k, i] += sign / (mid[i] - centres[k])
+
+
 def _binned_sum(trans: Transitions, weights, edges, part, sign_pair: int | None):
     """:func:`_spectral_sum` for ``line="bins"``, with the line matrix gathered per bin.
 
@@ -417,14 +434,10 @@ def _binned_sum(trans: Transitions, weights, edges, part, sign_pair: int | None)
             c = centres[sl]
             j = np.searchsorted(edges, c, side="right") - 1
             inside = (j >= 0) & (j < n_w)
-            k_in = np.flatnonzero(inside)
             if part == "im":  # one bin per line: summed directly, no product with the one-hot rows
                 _add_rows(out, j, inside, q, sign / widths)
                 continue
-            prof[k_in] += sign * prof_in[j[k_in]]
-            if k_in.size < c.size:
-                k_out = np.flatnonzero(~inside)
-                prof[k_out] += sign / (mid[None, :] - c[k_out, None])
+            _add_re_profiles(prof, j, inside, prof_in, mid, c, sign)
         if part == "re":
             out += prof.T @ q
     return np.ascontiguousarray(out.reshape(n_w, n_t, n_c).transpose(1, 2, 0))
@@ -529,20 +542,30 @@ def chi_tensor(
     ``χ_l = e_l·χ·e_l`` for any strain follows by contraction. Built from the 21 independent
     components in one pass over the transitions.
     """
+    return chi_tensors(trans, omega, (quantity,), line=line, width=width, form=form)[0]
+
+
+def chi_tensors(trans, omega, quantities=("im_chi", "re_chi"), *, line: str = "lorentzian", width=None,
+                form: str = "detailed_balance") -> list:
+    """:func:`chi_tensor` of each of ``quantities`` on the same transitions (the 21 weight columns built once)."""
     trans = _check_transitions(trans)
-    if quantity not in _QUANTITIES:
-        raise InputError(f"quantity = {quantity!r}: must be one of {', '.join(_QUANTITIES)}")
+    for quantity in quantities:
+        if quantity not in _QUANTITIES:
+            raise InputError(f"quantity = {quantity!r}: must be one of {', '.join(_QUANTITIES)}")
     if form not in _FORMS:
         raise InputError(f"form = {form!r}: must be one of {', '.join(_FORMS)}")
     eta = _line_args(line, width)
     w = _omega_grid(omega, line)
     wts = trans.amp[:, _IU[0]] * trans.amp[:, _IU[1]]  # [M, 21]
-    comp = _response(trans, wts, w, line, eta, quantity, form)
-    n_t, _, n_w = comp.shape
-    out = np.zeros((n_t, n_w, 6, 6))
-    out[:, :, _IU[0], _IU[1]] = np.moveaxis(comp, 1, 2)
-    out[:, :, _IU[1], _IU[0]] = np.moveaxis(comp, 1, 2)
-    return out
+    tensors = []
+    for quantity in quantities:
+        comp = _response(trans, wts, w, line, eta, quantity, form)
+        n_t, _, n_w = comp.shape
+        out = np.zeros((n_t, n_w, 6, 6))
+        out[:, :, _IU[0], _IU[1]] = np.moveaxis(comp, 1, 2)
+        out[:, :, _IU[1], _IU[0]] = np.moveaxis(comp, 1, 2)
+        tensors.append(out)
+    return tensors
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..model.tensors import powder_lt
-from ..response import Transitions, chi_tensor
+from ..response import Transitions, chi_tensors
 
 __all__ = [
     "AUTO_QUANTILES",
@@ -147,8 +147,7 @@ def response_arrays(trans_list, edges, centres, e_l, e_t, *, line: str, width=No
     """
     trans = _joined(trans_list)
     grid = edges if line == "bins" else centres
-    im = chi_tensor(trans, grid, quantity="im_chi", line=line, width=width)
-    re = chi_tensor(trans, grid, quantity="re_chi", line=line, width=width)
+    im, re = chi_tensors(trans, grid, ("im_chi", "re_chi"), line=line, width=width)
     return response_from_tensors(im, re, e_l, e_t)
 
 

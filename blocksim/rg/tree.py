@@ -42,7 +42,7 @@ from ..config import Config
 from ..model.blocks import make_blocks
 from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, random_rotation
-from ..response import Transitions, chi_tensor, transitions_from_levels
+from ..response import Transitions, chi_tensors, transitions_from_levels
 from ..model.tensors import isotropic_projection, powder_lt
 from .diagnostics import step_diagnostics
 from .observables import (
@@ -247,8 +247,9 @@ class _TreeBuilder:
         joined = Transitions(omega=sol["omega"], amp=sol["amp"], population=sol["population"],
                              temperatures=self.temps, volume=1.0)
         line = self.cfg.observables.line
-        a[pre + "im_sum"] += chi_tensor(joined, self.grid, quantity="im_chi", line=line, width=self.width)
-        a[pre + "re_sum"] += chi_tensor(joined, self.grid, quantity="re_chi", line=line, width=self.width)
+        im, re = chi_tensors(joined, self.grid, ("im_chi", "re_chi"), line=line, width=self.width)
+        a[pre + "im_sum"] += im
+        a[pre + "re_sum"] += re
         a[pre + "count"] += n_sb
         # band weights per unit (the subtree at unit_level(k)); path[:K − level] names the unit
         depth = self.K - unit_level(self.cfg, k)
