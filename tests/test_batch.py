@@ -109,6 +109,19 @@ def test_superblocks_beyond_the_default_limits_are_retried_in_the_batch(g, windo
     assert not fast.fallback_reason.any()  # ... and nothing is left to the per-super-block path
 
 
+def test_kept_block_with_and_without_the_node_element_cache(monkeypatch):
+    """Stage C reuses the node elements of a cluster's kept states; summing without the cache is identical."""
+    e, s, r = _members(23, 30, 2, 3)
+    table = displacement_table(2, 1.6)
+    args = (e, s, r, 2, 0.05, 1.6, "zhou-leggett", table)
+    kw = dict(resonance_threshold=0.1, n_keep=5, temperatures=[0.05])
+    cached = batch.solve_batch(*args, **kw)
+    monkeypatch.setattr(batch, "KEPT_CACHE_NODES", 0)
+    plain = batch.solve_batch(*args, **kw)
+    _assert_identical(cached, plain)
+    assert np.any(cached.diagnostics["max_cluster_size"][cached.fallback_reason == 0] > 2)
+
+
 def test_serial_and_parallel_kernels_agree():
     e, s, r = _members(11, 70, 2, 3)
     table = displacement_table(2, 1.6)

@@ -471,3 +471,18 @@ def test_binned_spectral_sum_equals_the_dense_line_matrix(part, sign_pair, edges
     want = np.einsum("tm,mc,mw->tcw", tr.population, weights, prof)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
+
+
+def test_chi_tensors_equals_one_call_per_quantity():
+    """Im and Re χ from one chi_tensors call (weight columns built once) = separate chi_tensor calls, bit for bit."""
+    rng = np.random.default_rng(5)
+    m = 300
+    tr = Transitions(omega=rng.uniform(0.01, 4.0, m), amp=rng.normal(size=(m, 6)),
+                     population=rng.uniform(0, 1, (2, m)), temperatures=np.array([0.05, 0.2]))
+    for line, grid, width in (("bins", np.geomspace(0.01, 5.0, 17), None), ("lorentzian", np.linspace(0.1, 3, 9), 0.05)):
+        both = response.chi_tensors(tr, grid, ("im_chi", "re_chi"), line=line, width=width)
+        for quantity, got in zip(("im_chi", "re_chi"), both):
+            np.testing.assert_array_equal(got, response.chi_tensor(tr, grid, quantity=quantity, line=line, width=width))
+        assert np.abs(both[1]).max() > 0
+    with pytest.raises(InputError, match="quantity"):
+        response.chi_tensors(tr, np.linspace(0.1, 3, 9), ("im_chi", "bogus"), line="lorentzian", width=0.05)

@@ -579,12 +579,13 @@ def _node_element(na, nbb, ns, ne, dbl, e_eff, x_eff, dx, u1, pos, table, n0, g2
             out[a] = 0.0
 
 
-#: Stage C keeps the node elements of the kept states' support (at most this many nodes) for reuse.
+#: Stage C keeps the node elements of the kept states' support (at most this many nodes) for reuse; a
+#: larger support is summed without the cache (same numbers). Read at call time (tests set it to 0).
 KEPT_CACHE_NODES = 256
 
 
 @numba.njit(cache=True, nogil=True)
-def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp, ground_t,
+def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, cache_nodes, node_e, node_amp, ground_t,
              coef_start, coef_len, coef_nodes, coef_vals, node_label, dbl, n_nodes, energies, amp0, kept, idx,
              order_out, scal):
     """Sorted spectrum, truncation and kept stress block of one super block (after its clusters).
@@ -652,7 +653,7 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_
             if loc[na] < 0:
                 loc[na] = nu
                 nu += 1
-    nc = nu if nu <= KEPT_CACHE_NODES else 0
+    nc = nu if nu <= cache_nodes else 0
     cache = np.empty((nc, nc, 6))
     have = np.zeros((nc, nc), dtype=np.bool_)
     for i in range(1, n_keep):
@@ -757,16 +758,16 @@ def _stage_b_kernel_parallel(e, st, h, vloc, dressed, e_eff, x_eff, pos, table, 
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _stage_c_kernel_parallel(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, node_e, node_amp,
-                             ground_t, coef_start, coef_len, coef_nodes, coef_vals, node_label, dbl, n_nodes,
-                             energies, amp0, kept, idx, order, scal, reason):
+def _stage_c_kernel_parallel(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, cache_nodes, node_e,
+                             node_amp, ground_t, coef_start, coef_len, coef_nodes, coef_vals, node_label, dbl,
+                             n_nodes, energies, amp0, kept, idx, order, scal, reason):
     """:func:`_stage_c` for every super block p with ``reason[p] == 0`` (``prange``)."""
     for p in numba.prange(e_eff.shape[0]):
         if reason[p] == 0:
             reason[p] = _stage_c(e_eff[p], x_eff[p], dx[p], u1[p], pos, table, n0, g, thr, n_keep, window,
-                                 node_e[p], node_amp[p], ground_t[p], coef_start[p], coef_len[p], coef_nodes,
-                                 coef_vals, node_label[p], dbl[p], n_nodes[p], energies[p], amp0[p], kept[p],
-                                 idx[p], order[p], scal[p])
+                                 cache_nodes, node_e[p], node_amp[p], ground_t[p], coef_start[p], coef_len[p],
+                                 coef_nodes, coef_vals, node_label[p], dbl[p], n_nodes[p], energies[p], amp0[p],
+                                 kept[p], idx[p], order[p], scal[p])
 
 
 _stage_a_kernel_serial = serial_twin(_stage_a_kernel_parallel)
@@ -1087,8 +1088,8 @@ def _solve_batch(energies, stress, rotations, n0, coupling_g, cl_over_ct, form, 
     idx = np.zeros((p, n_keep), dtype=np.int64)
     order = np.zeros((p, nn), dtype=np.int64)
     (_stage_c_kernel_parallel if par else _stage_c_kernel_serial)(
-        e_eff, x_eff, dx, u1, pos, table, n0, g, thr, int(n_keep), window, cl["node_e"], cl["node_amp"],
-        ground_t, cl["coef_start"], cl["coef_len"], cl["coef_nodes"], cl["coef_vals"], cl["node_label"], dbl, n_nodes,
+        e_eff, x_eff, dx, u1, pos, table, n0, g, thr, int(n_keep), window, int(KEPT_CACHE_NODES), cl["node_e"],
+        cl["node_amp"], ground_t, cl["coef_start"], cl["coef_len"], cl["coef_nodes"], cl["coef_vals"], cl["node_label"], dbl, n_nodes,
         e_all, amp0, kept, idx, order, scal, reason)
     ok = reason == 0
     frac = counts[:, 2] / ns
