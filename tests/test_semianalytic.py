@@ -43,6 +43,29 @@ def test_split_adds_up_exactly(g):
     assert sp.resonant_singles.sum() >= sp.diagnostics["resonant_fraction"] * sb.n_blocks * (sb.n_levels - 1) - 1e-9
 
 
+@pytest.mark.parametrize("g", [3e-3, 3e-2])
+def test_cluster_part_is_a_subset_of_the_resonant_part(g):
+    """The resonant part splits into the clusters' and the dressed members': masks nested, tensors additive."""
+    from blocksim.theory.interaction_split import cluster_masks, member_transitions_split
+
+    sb = _superblock(np.random.default_rng(4), 4, g)
+    sp = _solve(sb)
+    t = split_band_tensors(sb, sp, 0.01, **BAND)
+    tg = sp.transitions([0.01])
+    t0_size = sb.n_blocks * (sb.n_levels - 1) * sb.n_levels
+    cl_g, cl_0 = cluster_masks(sb, sp, tg.omega.size, t0_size)
+    _, m0 = member_transitions_split(sb, sp, [0.01])
+    assert not np.any(cl_g & ~sp.resonant_mask()) and not np.any(cl_0 & ~m0)
+    assert cl_g.any() and cl_0.any()
+    # the rest of the resonant set is exactly the dressed members' (none without dressing)
+    rest = sp.resonant_mask() & ~cl_g
+    assert rest.any() == bool(sp.dressed_members.any())
+    scale = np.abs(t["im_g"]).max()
+    if not sp.dressed_members.any():  # g = 3e-3 here; at 3e-2, 29 of 64 members are dressed
+        np.testing.assert_allclose(t["im_g_cluster"], t["im_g_res"], rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(t["im_0_cluster"], t["im_0_res"], rtol=0, atol=1e-12 * scale)
+
+
 def test_members_at_g0_equal_the_uncoupled_solver():
     rng = np.random.default_rng(5)
     sb = _superblock(rng, 3, 3e-3)

@@ -99,7 +99,8 @@ def sample_record(rng, shape: str, n0: int, couplings, thresholds, *, block_spec
     -------
     dict
         ``base`` [C] (band Im χ of the members), ``re0`` [C] (band Re χ of the members),
-        ``d_res``, ``d_non`` [nG, nθ, C] (the two parts of δχ), ``diag`` [nG, nθ, 4]
+        ``d_res``, ``d_non`` [nG, nθ, C] (the two parts of δχ), ``d_cluster`` [nG, nθ, C] (the cluster
+        part of ``d_res``; the rest is the dressed members'), ``diag`` [nG, nθ, 4]
         (:data:`DIAG_NAMES`); C = len(KEYS).
     """
     spec = dict(block_spec or {"kind": "generic", "n": 3})
@@ -110,6 +111,7 @@ def sample_record(rng, shape: str, n0: int, couplings, thresholds, *, block_spec
     rot = random_rotation(rng, nb)
     ng, nt, nc = len(couplings), len(thresholds), len(KEYS)
     d_res, d_non, diag = np.zeros((ng, nt, nc)), np.zeros((ng, nt, nc)), np.zeros((ng, nt, len(DIAG_NAMES)))
+    d_cl = np.zeros((ng, nt, nc))
     base = re0 = None
     for i, g in enumerate(couplings):
         sb = _spectra.assemble_superblock(e, s, rot, n0, float(g), cl_over_ct, positions=pos, table=tab)
@@ -120,10 +122,11 @@ def sample_record(rng, shape: str, n0: int, couplings, thresholds, *, block_spec
             t = split_band_tensors(sb, sp, temperature, omegas, width)
             d_res[i, j] = components(t["im_g_res"] - t["im_0_res"])
             d_non[i, j] = components(t["im_g_non"] - t["im_0_non"])
+            d_cl[i, j] = components(t["im_g_cluster"] - t["im_0_cluster"])
             diag[i, j] = [float(sp.diagnostics[k]) for k in DIAG_NAMES]
             if base is None:
                 base, re0 = components(t["im_0"]), components(t["re_0"])
-    return {"base": base, "re0": re0, "d_res": d_res, "d_non": d_non, "diag": diag, "members": nb}
+    return {"base": base, "re0": re0, "d_res": d_res, "d_non": d_non, "d_cluster": d_cl, "diag": diag, "members": nb}
 
 
 def _ratio(num, den, g):
@@ -168,7 +171,8 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
     -------
     list of dict
         One row per (g, θ, direction, pol), plus θ → 0 rows (threshold = 0) per g and a g → 0, θ → 0
-        row (coupling_g = 0). r_resonant + r_nonresonant = r_per_g (same denominator).
+        row (coupling_g = 0). r_resonant + r_nonresonant = r_per_g and r_res_cluster + r_res_dressed =
+        r_resonant (same denominator; the cluster part is NaN for task files written before it existed).
     """
     if len(records) < 2:
         raise InputError(f"{shape} N0 = {n0}: {len(records)} samples; need ≥ 2 for an error bar")
@@ -178,16 +182,19 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
     re0 = np.stack([r["re0"] for r in records])
     dres = np.stack([r["d_res"] for r in records]) / g[None, :, None, None]  # per unit g: [S, nG, nθ, C]
     dnon = np.stack([r["d_non"] for r in records]) / g[None, :, None, None]
+    dcl = np.stack([r.get("d_cluster", np.full_like(r["d_res"], np.nan)) for r in records]) / g[None, :, None, None]
     diag = np.stack([r["diag"] for r in records]).mean(axis=0)
     nb = records[0]["members"]
     b_pred = np.array([-2.0 * (re0[:, c].mean() / nb) / (cl_over_ct**2 if k[1] == "l" else 1.0)
                        for c, k in enumerate(KEYS)])
     rows = []
 
-    def emit(gval, thval, xres, xnon, dg):
+    def emit(gval, thval, xres, xnon, xcl, dg):
         r_res, e_res = _ratio(xres, base, 1.0)
         r_non, e_non = _ratio(xnon, base, 1.0)
         r_tot, e_tot = _ratio(xres + xnon, base, 1.0)
+        r_cl, e_cl = _ratio(xcl, base, 1.0)
+        r_dr, e_dr = _ratio(xres - xcl, base, 1.0)
         for c, (direction, pol) in enumerate(KEYS):
             rows.append({
                 "shape": shape, "n0": n0, "members": nb, "samples": len(records), "coupling_g": gval,
@@ -195,6 +202,8 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
                 "r_per_g": float(r_tot[c]), "err": float(e_tot[c]),
                 "r_resonant": float(r_res[c]), "err_resonant": float(e_res[c]),
                 "r_nonresonant": float(r_non[c]), "err_nonresonant": float(e_non[c]),
+                "r_res_cluster": float(r_cl[c]), "err_res_cluster": float(e_cl[c]),
+                "r_res_dressed": float(r_dr[c]), "err_res_dressed": float(e_dr[c]),
                 "eq37_pred": float(b_pred[c] * math.log(n0)), "b_pred": float(b_pred[c]),
                 **({k: float(v) for k, v in zip(DIAG_NAMES, dg)} if dg is not None else
                    {k: float("nan") for k in DIAG_NAMES}),
@@ -202,15 +211,17 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
 
     for i, gv in enumerate(g):
         for j, tv in enumerate(th):
-            emit(float(gv), float(tv), dres[:, i, j], dnon[:, i, j], diag[i, j])
+            emit(float(gv), float(tv), dres[:, i, j], dnon[:, i, j], dcl[:, i, j], diag[i, j])
     # θ → 0 per sample (paired), then g → 0
     res0 = _lin_extrap(th, np.moveaxis(dres, 2, 1))  # [S, nG, C]
     non0 = _lin_extrap(th, np.moveaxis(dnon, 2, 1))
+    cl0 = _lin_extrap(th, np.moveaxis(dcl, 2, 1))
     if th.size > 1:
         for i, gv in enumerate(g):
-            emit(float(gv), 0.0, res0[:, i], non0[:, i], None)
+            emit(float(gv), 0.0, res0[:, i], non0[:, i], cl0[:, i], None)
     if g.size > 1:
-        emit(0.0, 0.0 if th.size > 1 else float(th[0]), _lin_extrap(g, res0), _lin_extrap(g, non0), None)
+        emit(0.0, 0.0 if th.size > 1 else float(th[0]), _lin_extrap(g, res0), _lin_extrap(g, non0),
+             _lin_extrap(g, cl0), None)
     return rows
 
 

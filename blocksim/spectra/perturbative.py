@@ -650,6 +650,8 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         resonant_states=np.concatenate([[False], node_res[order]]),
         resonant_singles=single_res,
         dressed_members=np.asarray(dressed, dtype=bool).copy(),
+        cluster_states=np.concatenate([[False], in_any_cluster[order]]),
+        cluster_singles=in_any_cluster[:ns].reshape(nb, nl - 1).copy(),
     )
 
 

@@ -48,6 +48,10 @@ class Spectrum:
     resonant_singles: np.ndarray | None = field(repr=False, default=None)
     #: bool [N]: members diagonalized exactly in their local field (perturbative solver); None: none.
     dressed_members: np.ndarray | None = field(repr=False, default=None)
+    #: bool [K] and [N, n−1]: the states and single excitations in a resonant cluster (a subset of
+    #: ``resonant_states`` and ``resonant_singles``; the rest of those are dressed members'); None: none.
+    cluster_states: np.ndarray | None = field(repr=False, default=None)
+    cluster_singles: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def members(self) -> tuple[np.ndarray, np.ndarray]:

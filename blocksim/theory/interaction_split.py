@@ -11,6 +11,9 @@ transitions of each side gives an exact split δIm χ = δIm χ_res + δIm χ_no
   dressed members' excited-initial transitions;
 * non-resonant: all others (first-order perturbation theory, Eq. 3.2).
 
+The resonant part splits again into the cluster part (:func:`cluster_masks`: states and singles in a
+resonant cluster) and the dressed-member rest.
+
 Units: ω, T, line width in E*; tensors are the 6×6 Mandel band averages of Im χ (units T*²/E*,
 per super block, volume 1).
 """
@@ -23,7 +26,7 @@ from .. import response
 from ..errors import InputError
 from ..spectra import Spectrum, SuperBlock
 
-__all__ = ["member_transitions_split", "band_tensor", "split_band_tensors"]
+__all__ = ["member_transitions_split", "band_tensor", "split_band_tensors", "cluster_masks"]
 
 
 def member_transitions_split(sb: SuperBlock, spectrum_g: Spectrum, temperatures):
@@ -118,12 +121,14 @@ def split_band_tensors(sb: SuperBlock, spectrum_g: Spectrum, temperature: float,
     dict
         ``im_g``, ``im_0`` (full), ``im_g_res``, ``im_g_non``, ``im_0_res``, ``im_0_non`` (each [6, 6])
         and ``re_0`` (band Re χ of the members). ``im_g_res + im_g_non = im_g`` and
-        ``im_0_res + im_0_non = im_0`` up to rounding.
+        ``im_0_res + im_0_non = im_0`` up to rounding. ``im_g_cluster``, ``im_0_cluster``: the cluster
+        part of the resonant tensors (:func:`cluster_masks`); the rest of them is the dressed members'.
     """
     temps = [float(temperature)]
     tg = spectrum_g.transitions(temps)
     mg = spectrum_g.resonant_mask()
     t0, m0 = member_transitions_split(sb, spectrum_g, temps)
+    cl_g, cl_0 = cluster_masks(sb, spectrum_g, tg.omega.size, t0.omega.size)
     out = {
         "im_g": band_tensor(tg, "im_chi", omegas, width),
         "im_0": band_tensor(t0, "im_chi", omegas, width),
@@ -132,5 +137,26 @@ def split_band_tensors(sb: SuperBlock, spectrum_g: Spectrum, temperature: float,
         "im_0_res": band_tensor(_subset(t0, m0), "im_chi", omegas, width),
         "im_0_non": band_tensor(_subset(t0, ~m0), "im_chi", omegas, width),
         "re_0": band_tensor(t0, "re_chi", omegas, width),
+        "im_g_cluster": band_tensor(_subset(tg, cl_g), "im_chi", omegas, width),
+        "im_0_cluster": band_tensor(_subset(t0, cl_0), "im_chi", omegas, width),
     }
     return out
+
+
+def cluster_masks(sb: SuperBlock, spectrum_g: Spectrum, m_g: int, m_0: int):
+    """The cluster part of the resonant transitions: ``(mask at g [m_g], mask at g = 0 [m_0])``.
+
+    At g: ground → a state in a resonant cluster (``Spectrum.cluster_states``); at g = 0: the members'
+    ground → |s,m⟩ of the single excitations in a cluster (``Spectrum.cluster_singles``). Both are subsets
+    of the resonant masks; the resonant rest is the dressed members' (their non-cluster excitations and
+    their excited-initial transitions). All False without the cluster bookkeeping.
+    """
+    nb, nl = sb.n_blocks, sb.n_levels
+    cl_g = np.zeros(m_g, dtype=bool)
+    cl_0 = np.zeros(m_0, dtype=bool)
+    if spectrum_g.cluster_states is not None:
+        states = np.asarray(spectrum_g.cluster_states[1:], dtype=bool)
+        cl_g[:states.size] = states
+    if spectrum_g.cluster_singles is not None:
+        cl_0[:nb * (nl - 1)] = np.asarray(spectrum_g.cluster_singles, dtype=bool).ravel()
+    return cl_g, cl_0
