@@ -266,6 +266,7 @@ def test_recursion_check_parts_add_up_and_extrapolations():
     for r in rows:
         assert r["r_resonant"] + r["r_nonresonant"] == pytest.approx(r["r_per_g"], rel=1e-12, abs=1e-12)
         assert r["r_res_cluster"] + r["r_res_dressed"] == pytest.approx(r["r_resonant"], rel=1e-12, abs=1e-12)
+        assert np.isfinite(r["r_res_cluster_sd"])
         assert r["err"] > 0 and r["b_pred"] > 0  # Re χ̃ < 0 in the band → Eq. 3.7 predicts more absorption
     # θ → 0 is the per-sample linear extrapolation: a linear functional of the rows at fixed g
     th = np.array([0.05, 0.1, 0.2])

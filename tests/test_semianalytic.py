@@ -57,6 +57,10 @@ def test_cluster_part_is_a_subset_of_the_resonant_part(g):
     _, m0 = member_transitions_split(sb, sp, [0.01])
     assert not np.any(cl_g & ~sp.resonant_mask()) and not np.any(cl_0 & ~m0)
     assert cl_g.any() and cl_0.any()
+    # clusters holding a double (single–double resonances) are a subset of the clusters
+    sd_g, sd_0 = cluster_masks(sb, sp, tg.omega.size, t0_size, with_doubles=True)
+    assert not np.any(sd_g & ~cl_g) and not np.any(sd_0 & ~cl_0)
+    assert sd_g.any() == (sp.diagnostics["n_resonant_single_double"] > 0)
     # the rest of the resonant set is exactly the dressed members' (none without dressing)
     rest = sp.resonant_mask() & ~cl_g
     assert rest.any() == bool(sp.dressed_members.any())

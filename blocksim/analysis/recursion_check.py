@@ -100,7 +100,8 @@ def sample_record(rng, shape: str, n0: int, couplings, thresholds, *, block_spec
     dict
         ``base`` [C] (band Im χ of the members), ``re0`` [C] (band Re χ of the members),
         ``d_res``, ``d_non`` [nG, nθ, C] (the two parts of δχ), ``d_cluster`` [nG, nθ, C] (the cluster
-        part of ``d_res``; the rest is the dressed members'), ``diag`` [nG, nθ, 4]
+        part of ``d_res``; the rest is the dressed members'), ``d_cluster_sd`` (the part of ``d_cluster`` from
+        clusters holding a double), ``diag`` [nG, nθ, 4]
         (:data:`DIAG_NAMES`); C = len(KEYS).
     """
     spec = dict(block_spec or {"kind": "generic", "n": 3})
@@ -112,6 +113,7 @@ def sample_record(rng, shape: str, n0: int, couplings, thresholds, *, block_spec
     ng, nt, nc = len(couplings), len(thresholds), len(KEYS)
     d_res, d_non, diag = np.zeros((ng, nt, nc)), np.zeros((ng, nt, nc)), np.zeros((ng, nt, len(DIAG_NAMES)))
     d_cl = np.zeros((ng, nt, nc))
+    d_sd = np.zeros((ng, nt, nc))
     base = re0 = None
     for i, g in enumerate(couplings):
         sb = _spectra.assemble_superblock(e, s, rot, n0, float(g), cl_over_ct, positions=pos, table=tab)
@@ -123,10 +125,12 @@ def sample_record(rng, shape: str, n0: int, couplings, thresholds, *, block_spec
             d_res[i, j] = components(t["im_g_res"] - t["im_0_res"])
             d_non[i, j] = components(t["im_g_non"] - t["im_0_non"])
             d_cl[i, j] = components(t["im_g_cluster"] - t["im_0_cluster"])
+            d_sd[i, j] = components(t["im_g_cluster_sd"] - t["im_0_cluster_sd"])
             diag[i, j] = [float(sp.diagnostics[k]) for k in DIAG_NAMES]
             if base is None:
                 base, re0 = components(t["im_0"]), components(t["re_0"])
-    return {"base": base, "re0": re0, "d_res": d_res, "d_non": d_non, "d_cluster": d_cl, "diag": diag, "members": nb}
+    return {"base": base, "re0": re0, "d_res": d_res, "d_non": d_non, "d_cluster": d_cl, "d_cluster_sd": d_sd,
+            "diag": diag, "members": nb}
 
 
 def _ratio(num, den, g):
@@ -183,18 +187,20 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
     dres = np.stack([r["d_res"] for r in records]) / g[None, :, None, None]  # per unit g: [S, nG, nθ, C]
     dnon = np.stack([r["d_non"] for r in records]) / g[None, :, None, None]
     dcl = np.stack([r.get("d_cluster", np.full_like(r["d_res"], np.nan)) for r in records]) / g[None, :, None, None]
+    dsd = np.stack([r.get("d_cluster_sd", np.full_like(r["d_res"], np.nan)) for r in records]) / g[None, :, None, None]
     diag = np.stack([r["diag"] for r in records]).mean(axis=0)
     nb = records[0]["members"]
     b_pred = np.array([-2.0 * (re0[:, c].mean() / nb) / (cl_over_ct**2 if k[1] == "l" else 1.0)
                        for c, k in enumerate(KEYS)])
     rows = []
 
-    def emit(gval, thval, xres, xnon, xcl, dg):
+    def emit(gval, thval, xres, xnon, xcl, xsd, dg):
         r_res, e_res = _ratio(xres, base, 1.0)
         r_non, e_non = _ratio(xnon, base, 1.0)
         r_tot, e_tot = _ratio(xres + xnon, base, 1.0)
         r_cl, e_cl = _ratio(xcl, base, 1.0)
         r_dr, e_dr = _ratio(xres - xcl, base, 1.0)
+        r_sd, e_sd = _ratio(xsd, base, 1.0)
         for c, (direction, pol) in enumerate(KEYS):
             rows.append({
                 "shape": shape, "n0": n0, "members": nb, "samples": len(records), "coupling_g": gval,
@@ -204,6 +210,7 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
                 "r_nonresonant": float(r_non[c]), "err_nonresonant": float(e_non[c]),
                 "r_res_cluster": float(r_cl[c]), "err_res_cluster": float(e_cl[c]),
                 "r_res_dressed": float(r_dr[c]), "err_res_dressed": float(e_dr[c]),
+                "r_res_cluster_sd": float(r_sd[c]), "err_res_cluster_sd": float(e_sd[c]),
                 "eq37_pred": float(b_pred[c] * math.log(n0)), "b_pred": float(b_pred[c]),
                 **({k: float(v) for k, v in zip(DIAG_NAMES, dg)} if dg is not None else
                    {k: float("nan") for k in DIAG_NAMES}),
@@ -211,17 +218,18 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
 
     for i, gv in enumerate(g):
         for j, tv in enumerate(th):
-            emit(float(gv), float(tv), dres[:, i, j], dnon[:, i, j], dcl[:, i, j], diag[i, j])
+            emit(float(gv), float(tv), dres[:, i, j], dnon[:, i, j], dcl[:, i, j], dsd[:, i, j], diag[i, j])
     # θ → 0 per sample (paired), then g → 0
     res0 = _lin_extrap(th, np.moveaxis(dres, 2, 1))  # [S, nG, C]
     non0 = _lin_extrap(th, np.moveaxis(dnon, 2, 1))
     cl0 = _lin_extrap(th, np.moveaxis(dcl, 2, 1))
+    sd0 = _lin_extrap(th, np.moveaxis(dsd, 2, 1))
     if th.size > 1:
         for i, gv in enumerate(g):
-            emit(float(gv), 0.0, res0[:, i], non0[:, i], cl0[:, i], None)
+            emit(float(gv), 0.0, res0[:, i], non0[:, i], cl0[:, i], sd0[:, i], None)
     if g.size > 1:
         emit(0.0, 0.0 if th.size > 1 else float(th[0]), _lin_extrap(g, res0), _lin_extrap(g, non0),
-             _lin_extrap(g, cl0), None)
+             _lin_extrap(g, cl0), _lin_extrap(g, sd0), None)
     return rows
 
 

@@ -551,6 +551,7 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
     edge_b = np.concatenate([ss_b, sd_b])
     edge_v = np.concatenate([ss_v, sd_v])
     in_any_cluster = np.zeros(n_nodes, dtype=bool)
+    in_double_cluster = np.zeros(n_nodes, dtype=bool)  # clusters that hold a double
     pw_i, pw_j, pw_v = [], [], []
     n_clusters = 0
     max_cluster = 1 if ns else 0
@@ -584,6 +585,7 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             pw_j.append(np.tile(cols, len(nodes)))
             pw_v.append(((vec.T**2) @ occ[:, cols]).ravel())
             in_any_cluster[nodes] = True
+            in_double_cluster[nodes] = bool(np.any(nodes >= ns))
             rot_members.append((nodes, vec))
     frac = in_cluster / ns if ns else 0.0
     if frac > RESONANT_FRACTION_WARN:
@@ -652,6 +654,8 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         dressed_members=np.asarray(dressed, dtype=bool).copy(),
         cluster_states=np.concatenate([[False], in_any_cluster[order]]),
         cluster_singles=in_any_cluster[:ns].reshape(nb, nl - 1).copy(),
+        double_cluster_states=np.concatenate([[False], in_double_cluster[order]]),
+        double_cluster_singles=in_double_cluster[:ns].reshape(nb, nl - 1).copy(),
     )
 
 

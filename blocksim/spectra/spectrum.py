@@ -52,6 +52,10 @@ class Spectrum:
     #: ``resonant_states`` and ``resonant_singles``; the rest of those are dressed members'); None: none.
     cluster_states: np.ndarray | None = field(repr=False, default=None)
     cluster_singles: np.ndarray | None = field(repr=False, default=None)
+    #: bool [K] and [N, n−1]: the part of those in a cluster that holds a double excitation (a
+    #: single–double resonance); None: none.
+    double_cluster_states: np.ndarray | None = field(repr=False, default=None)
+    double_cluster_singles: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def members(self) -> tuple[np.ndarray, np.ndarray]:

@@ -123,12 +123,15 @@ def split_band_tensors(sb: SuperBlock, spectrum_g: Spectrum, temperature: float,
         and ``re_0`` (band Re χ of the members). ``im_g_res + im_g_non = im_g`` and
         ``im_0_res + im_0_non = im_0`` up to rounding. ``im_g_cluster``, ``im_0_cluster``: the cluster
         part of the resonant tensors (:func:`cluster_masks`); the rest of them is the dressed members'.
+        ``im_g_cluster_sd``, ``im_0_cluster_sd``: the part of the cluster tensors from clusters holding a
+        double (single–double resonances).
     """
     temps = [float(temperature)]
     tg = spectrum_g.transitions(temps)
     mg = spectrum_g.resonant_mask()
     t0, m0 = member_transitions_split(sb, spectrum_g, temps)
     cl_g, cl_0 = cluster_masks(sb, spectrum_g, tg.omega.size, t0.omega.size)
+    sd_g, sd_0 = cluster_masks(sb, spectrum_g, tg.omega.size, t0.omega.size, with_doubles=True)
     out = {
         "im_g": band_tensor(tg, "im_chi", omegas, width),
         "im_0": band_tensor(t0, "im_chi", omegas, width),
@@ -139,24 +142,29 @@ def split_band_tensors(sb: SuperBlock, spectrum_g: Spectrum, temperature: float,
         "re_0": band_tensor(t0, "re_chi", omegas, width),
         "im_g_cluster": band_tensor(_subset(tg, cl_g), "im_chi", omegas, width),
         "im_0_cluster": band_tensor(_subset(t0, cl_0), "im_chi", omegas, width),
+        "im_g_cluster_sd": band_tensor(_subset(tg, sd_g), "im_chi", omegas, width),
+        "im_0_cluster_sd": band_tensor(_subset(t0, sd_0), "im_chi", omegas, width),
     }
     return out
 
 
-def cluster_masks(sb: SuperBlock, spectrum_g: Spectrum, m_g: int, m_0: int):
+def cluster_masks(sb: SuperBlock, spectrum_g: Spectrum, m_g: int, m_0: int, *, with_doubles: bool = False):
     """The cluster part of the resonant transitions: ``(mask at g [m_g], mask at g = 0 [m_0])``.
 
     At g: ground → a state in a resonant cluster (``Spectrum.cluster_states``); at g = 0: the members'
     ground → |s,m⟩ of the single excitations in a cluster (``Spectrum.cluster_singles``). Both are subsets
     of the resonant masks; the resonant rest is the dressed members' (their non-cluster excitations and
-    their excited-initial transitions). All False without the cluster bookkeeping.
+    their excited-initial transitions). ``with_doubles``: only the clusters that hold a double excitation
+    (single–double resonances). All False without the cluster bookkeeping.
     """
     nb, nl = sb.n_blocks, sb.n_levels
     cl_g = np.zeros(m_g, dtype=bool)
     cl_0 = np.zeros(m_0, dtype=bool)
-    if spectrum_g.cluster_states is not None:
-        states = np.asarray(spectrum_g.cluster_states[1:], dtype=bool)
+    states = spectrum_g.double_cluster_states if with_doubles else spectrum_g.cluster_states
+    singles = spectrum_g.double_cluster_singles if with_doubles else spectrum_g.cluster_singles
+    if states is not None:
+        states = np.asarray(states[1:], dtype=bool)
         cl_g[:states.size] = states
-    if spectrum_g.cluster_singles is not None:
-        cl_0[:nb * (nl - 1)] = np.asarray(spectrum_g.cluster_singles, dtype=bool).ravel()
+    if singles is not None:
+        cl_0[:nb * (nl - 1)] = np.asarray(singles, dtype=bool).ravel()
     return cl_g, cl_0
