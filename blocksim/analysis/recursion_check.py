@@ -55,6 +55,8 @@ SHAPES = ("cube", "sphere")
 #: component order of the per-sample arrays
 KEYS = tuple((d, p) for d in ("100", "110", "111", "powder") for p in ("l", "t"))
 DIAG_NAMES = ("resonant_fraction", "n_resonant_pairs", "n_resonant_single_double", "n_dressed_members")
+#: The parts of δχ a sample record holds ([nG, nθ, C] each); the last two are newer (NaN in older task files).
+PARTS = ("d_res", "d_non", "d_cluster", "d_cluster_sd")
 
 
 def components(tensor: np.ndarray) -> np.ndarray:
@@ -184,10 +186,9 @@ def reduce_samples(records: list, shape: str, n0: int, couplings, thresholds, cl
     th = np.asarray(thresholds, dtype=float)
     base = np.stack([r["base"] for r in records])  # [S, C]
     re0 = np.stack([r["re0"] for r in records])
-    dres = np.stack([r["d_res"] for r in records]) / g[None, :, None, None]  # per unit g: [S, nG, nθ, C]
-    dnon = np.stack([r["d_non"] for r in records]) / g[None, :, None, None]
-    dcl = np.stack([r.get("d_cluster", np.full_like(r["d_res"], np.nan)) for r in records]) / g[None, :, None, None]
-    dsd = np.stack([r.get("d_cluster_sd", np.full_like(r["d_res"], np.nan)) for r in records]) / g[None, :, None, None]
+    # per unit g: [S, nG, nθ, C] each
+    dres, dnon, dcl, dsd = (np.stack([r.get(key, np.full_like(r["d_res"], np.nan)) for r in records])
+                            / g[None, :, None, None] for key in PARTS)
     diag = np.stack([r["diag"] for r in records]).mean(axis=0)
     nb = records[0]["members"]
     b_pred = np.array([-2.0 * (re0[:, c].mean() / nb) / (cl_over_ct**2 if k[1] == "l" else 1.0)

@@ -183,9 +183,7 @@ def run_task(plan: Plan, index: int) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"
     np.savez(tmp, base=np.stack([r["base"] for r in recs]), re0=np.stack([r["re0"] for r in recs]),
-             d_res=np.stack([r["d_res"] for r in recs]), d_non=np.stack([r["d_non"] for r in recs]),
-             d_cluster=np.stack([r["d_cluster"] for r in recs]),
-             d_cluster_sd=np.stack([r["d_cluster_sd"] for r in recs]),
+             **{key: np.stack([r[key] for r in recs]) for key in rc.PARTS},
              diag=np.stack([r["diag"] for r in recs]), members=recs[0]["members"],
              samples=np.arange(first, last), couplings=np.array(couplings), coupling_index=np.arange(g0, g1),
              thresholds=np.array(plan.thresholds))
@@ -234,13 +232,11 @@ def _load_records(plan: Plan):
                 if rec is None:
                     nt, nc = z["d_res"].shape[2], z["d_res"].shape[3]
                     rec = {"base": z["base"][i], "re0": z["re0"][i], "members": int(z["members"]),
-                           "d_res": np.full((ng, nt, nc), np.nan), "d_non": np.full((ng, nt, nc), np.nan),
-                           "d_cluster": np.full((ng, nt, nc), np.nan),
-                           "d_cluster_sd": np.full((ng, nt, nc), np.nan),
+                           **{key: np.full((ng, nt, nc), np.nan) for key in rc.PARTS},
                            "diag": np.full((ng, nt, z["diag"].shape[3]), np.nan), "filled": np.zeros(ng, dtype=bool)}
                     parts[(t[0], t[1], int(k))] = rec
-                rec["d_res"][g0:g1], rec["d_non"][g0:g1], rec["diag"][g0:g1] = z["d_res"][i], z["d_non"][i], z["diag"][i]
-                for key in ("d_cluster", "d_cluster_sd"):  # task files written before the split lack them (NaN)
+                rec["diag"][g0:g1] = z["diag"][i]
+                for key in rc.PARTS:  # task files written before the cluster split lack the last two (NaN)
                     if key in z:
                         rec[key][g0:g1] = z[key][i]
                 rec["filled"][g0:g1] = True
