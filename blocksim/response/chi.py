@@ -428,7 +428,9 @@ def _binned_sum(trans: Transitions, weights, edges, part, sign_pair: int | None)
     out = np.zeros((n_w, n_t * n_c))
     for start in range(0, m, _CHUNK):
         sl = slice(start, min(start + _CHUNK, m))
-        q = (trans.population[:, sl, None] * weights[None, sl, :]).transpose(1, 0, 2).reshape(-1, n_t * n_c)
+        # q[k, t, c] = p_k(T_t)·W_kc, written straight into the [m, n_T·n_c] layout of the sums below
+        q = np.multiply(trans.population.T[sl, :, None], weights[sl, None, :],
+                        out=np.empty((sl.stop - sl.start, n_t, n_c))).reshape(-1, n_t * n_c)
         prof = np.zeros((q.shape[0], n_w)) if part == "re" else None
         for sign, centres in terms:
             c = centres[sl]
@@ -556,7 +558,8 @@ def chi_tensors(trans, omega, quantities=("im_chi", "re_chi"), *, line: str = "l
         raise InputError(f"form = {form!r}: must be one of {', '.join(_FORMS)}")
     eta = _line_args(line, width)
     w = _omega_grid(omega, line)
-    wts = trans.amp[:, _IU[0]] * trans.amp[:, _IU[1]]  # [M, 21]
+    amp_t = np.ascontiguousarray(trans.amp.T)  # [6, M]: the 21 products as contiguous rows
+    wts = (amp_t[_IU[0]] * amp_t[_IU[1]]).T  # [M, 21]
     tensors = []
     for quantity in quantities:
         comp = _response(trans, wts, w, line, eta, quantity, form)
