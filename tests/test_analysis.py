@@ -323,6 +323,36 @@ output_dir = "out"
         np.testing.assert_array_equal(z["base"][0], first[0])
 
 
+def test_recursion_plan_run_order_is_round_robin(tmp_path):
+    """Every (shape, N0) gets its first task before any gets its second; a sample's coupling parts stay together."""
+    from blocksim.analysis import recursion_plan as plan_mod
+
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text("""
+[scan]
+n0 = [2, 3, 8]
+shapes = ["cube", "sphere"]
+couplings = [1e-3, 3e-3]
+thresholds = [0.1]
+samples = {2 = 2, 3 = 4, 8 = 3}
+samples_per_task = {2 = 2, default = 1}
+couplings_per_task = {8 = 1}
+output_dir = "out"
+""")
+    plan = plan_mod.load_plan(str(plan_file))
+    todo = plan_mod.tasks(plan)
+    order = plan_mod.run_order(plan)
+    assert sorted(order) == list(range(len(todo)))
+    groups = {(t[0], t[1]) for t in todo}
+    first_round = [todo[i] for i in order[:len(groups) + 2]]  # N0 = 8 has two coupling parts per sample
+    assert {(t[0], t[1]) for t in first_round} == groups
+    assert order != list(range(len(todo)))  # the plain list runs all N0 = 3 before any N0 = 8
+    seen = [(todo[i][0], todo[i][1], todo[i][2]) for i in order]
+    for key in set(seen):  # the coupling parts of one sample are consecutive
+        at = [j for j, k in enumerate(seen) if k == key]
+        assert at == list(range(at[0], at[0] + len(at)))
+
+
 def test_recursion_plan_split_by_coupling_gives_the_same_table(tmp_path):
     from blocksim.analysis import recursion_check as rcheck
     from blocksim.analysis import recursion_plan as plan_mod

@@ -46,7 +46,7 @@ from . import Report
 from . import recursion_check as rc
 from .loading import format_table, new_figure, save_figure, write_table
 
-__all__ = ["Plan", "load_plan", "tasks", "run_task", "run_local", "merge", "main"]
+__all__ = ["Plan", "load_plan", "tasks", "run_order", "run_task", "run_local", "merge", "main"]
 
 _KNOWN = {"n0", "shapes", "couplings", "thresholds", "samples", "samples_per_task", "couplings_per_task", "seed",
           "output_dir",
@@ -197,9 +197,26 @@ def _worker(args):
     return run_task(plan, index)
 
 
+def run_order(plan: Plan) -> list:
+    """Task indices in round-robin order: the k-th task of every (shape, N0) in round k, small N0 first in a round.
+
+    The cheap small-N0 groups have few tasks and finish in the first rounds; the large lattices fill the later
+    ones. A run stopped early (a time limit, a killed job) therefore holds complete samples at every N0 and
+    shape, with the most samples where they are cheapest, instead of all of N0 = 24 and none of N0 = 32.
+    Coupling parts of one sample stay next to each other, so a sample completes before the next starts.
+    """
+    rank, key = {}, []
+    for i, (shape, n0, first, _last, g0, _g1) in enumerate(tasks(plan)):
+        group = (n0, plan.shapes.index(shape))
+        if (group, first) not in rank:
+            rank[(group, first)] = sum(1 for (gr, _f) in rank if gr == group)
+        key.append((rank[(group, first)], group, g0, i))
+    return [k[-1] for k in sorted(key)]
+
+
 def run_local(plan: Plan, workers: int = 1, log=print) -> list:
-    """Run every task whose file is missing, on ``workers`` processes (1: in this process)."""
-    todo = [i for i, t in enumerate(tasks(plan)) if not os.path.exists(_task_path(plan, t))]
+    """Run every task whose file is missing, on ``workers`` processes (1: in this process), in :func:`run_order`."""
+    todo = [i for i in run_order(plan) if not os.path.exists(_task_path(plan, tasks(plan)[i]))]
     log(f"{len(todo)} of {len(tasks(plan))} tasks to run")
     done = []
     if workers <= 1:
