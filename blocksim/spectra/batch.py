@@ -55,6 +55,7 @@ from ..response import Transitions, boltzmann
 from .excited import _y_kernel, double_amplitude_into, quadratic_form
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
+from .spectrum import carrier_weights
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
 
@@ -1212,7 +1213,8 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     As in :func:`~blocksim.spectra.perturbative.solve_perturbative`: each cluster's matrix is its
     first-order node energies on the diagonal and the resonant couplings V off it; its eigenvectors
     rotate the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
-    (``(vecᵀ)² @ occupation``, ½ on each member of a double), its dominant node and its coefficients.
+    (:func:`~blocksim.spectra.spectrum.carrier_weights`: the single nodes' members; ½ on each member of
+    a double only for a state without a single component), its dominant node and its coefficients.
     Stacked NumPy ``eigh`` and ``matmul`` give the per-cluster results bit for bit.
 
     Only cluster nodes are stored: node i of super block p holds the state Σ_k coef_vals[o + k]·|coef_nodes[o + k]⟩
@@ -1281,7 +1283,7 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
         rr, cc = np.nonzero(~single)
         occ[rr, cc, mem_a[pc[rr, 0], nodes[rr, cc]]] = 0.5
         occ[rr, cc, mem_b[pc[rr, 0], nodes[rr, cc]]] = 0.5
-        weights.append(((vec_t**2) @ occ).reshape(-1, nb))
+        weights.append(carrier_weights(vec_t**2, occ, single).reshape(-1, nb))
         out["weight_row"][pc, nodes] = n_rows + np.arange(sel.size * c).reshape(sel.size, c)
         n_rows += sel.size * c
         out["node_label"][pc, nodes] = np.take_along_axis(nodes, np.argmax(vec**2, axis=1), axis=1)
@@ -1303,8 +1305,9 @@ def _ground_populations(weight_row, weights, order, n_nodes, ne, p0, out):
 
     w = weights[weight_row[p, node]] for a cluster node, else 1 on the node's member (node // ne).
     The numerator is summed over s in order; the norm as scipy's row sum of the per-super-block path
-    (np.add.reduceat): the first positive weight plus the sum of the others, then max(norm, 1e-300).
-    Element by element, so bit for bit the per-super-block arithmetic.
+    (np.add.reduceat, whose stored entries are the positive weights): the first positive weight plus
+    the sum of the others, then max(norm, 1e-300). Element by element, so bit for bit the
+    per-super-block arithmetic (for rows of at most 8 weights; numpy sums longer rows pairwise).
     """
     n_p = order.shape[0]
     nb = weights.shape[1]

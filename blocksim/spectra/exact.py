@@ -11,7 +11,7 @@ import scipy.sparse.linalg
 
 from ..choices import DENSE_EXACT_DIM, MAX_EXACT_DIM, MAX_SECTOR_DIM, exact_state_count, sector_dimension
 from ..errors import InputError
-from .spectrum import Spectrum
+from .spectrum import Spectrum, carrier_weights
 from .superblock import SuperBlock
 
 __all__ = ["sector_configs", "sector_count",
@@ -124,7 +124,7 @@ def _dense_spectrum(sb, evals, evecs, t, method, configs=None) -> Spectrum:
     pop_w = None
     if configs is not None:
         excited = (configs > 0).astype(float)  # [K_conf, N]
-        pop_w = (evecs**2).T @ excited  # [K, N]
+        pop_w = carrier_weights((evecs**2).T, excited, excited.sum(axis=1) == 1)  # [K, N]
     diag = {"n_states": len(evals), "ground_shift": float(evals[0])}
     return Spectrum(
         energies=energies,

@@ -22,7 +22,7 @@ import scipy.sparse.csgraph
 from .._numba import serial_twin
 from ..errors import InputError
 from .excited import FirstOrderContext, double_amplitude, double_energy, node_element, single_double_resonances
-from .spectrum import Spectrum
+from .spectrum import Spectrum, carrier_weights
 from .superblock import SuperBlock, dipole_table
 
 __all__ = ["PERTURBATIVE_LABELS_MAX", "RESONANT_FRACTION_WARN", "ResonanceWarning",
@@ -581,9 +581,11 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             amps_nodes[nodes] = vec.T @ node_amp[nodes]
             occ = occupation[nodes].toarray()
             cols = np.nonzero(occ.any(axis=0))[0]
-            pw_i.append(np.repeat(nodes, len(cols)))
-            pw_j.append(np.tile(cols, len(nodes)))
-            pw_v.append(((vec.T**2) @ occ[:, cols]).ravel())
+            wts = carrier_weights(vec.T**2, occ[:, cols], nodes < ns).ravel()
+            stored = wts != 0.0  # only positive weights are stored (the batch sums rows the same way)
+            pw_i.append(np.repeat(nodes, len(cols))[stored])
+            pw_j.append(np.tile(cols, len(nodes))[stored])
+            pw_v.append(wts[stored])
             in_any_cluster[nodes] = True
             in_double_cluster[nodes] = bool(np.any(nodes >= ns))
             rot_members.append((nodes, vec))

@@ -11,12 +11,31 @@ from ..errors import InputError
 from ..response import Transitions, boltzmann, transitions_from_levels
 from .superblock import SuperBlock, _int_field
 
-__all__ = ["Spectrum"]
+__all__ = ["Spectrum", "carrier_weights"]
 
 
 # ----------------------------------------------------------------------------------------------
 # Spectrum (solver output)
 # ----------------------------------------------------------------------------------------------
+def carrier_weights(prob, occupation, single):
+    """Member weights of states for the populations of their ground → state lines (DESIGN note 2).
+
+    ``prob [..., K, M]``: |coefficient|² of each state (row) on each basis node; ``occupation [..., M, N]``:
+    each node's excited members; ``single [..., M]``: the nodes with one excited member. A ground → state
+    line gets the population Σ_i |c_i|² p_0^(s_i) / Σ_i |c_i|² over the state's **single** nodes: only they
+    carry a zeroth-order amplitude from the ground (the stress is one-body), and the part of the state
+    on a double |t,q; s,m⟩ is reached from the thermally excited |s,m⟩, a line at the same frequency to
+    within E_m^(s) that the independent-excitation sum already counts with p_0^(t). Weighting the double's
+    members too (as before) took p_0^(s) of a soft member into the line and lost band weight
+    (docs/findings.md). A state with no single component keeps the weights of all its nodes.
+    """
+    w = prob @ (occupation * single[..., :, None])
+    none = ~np.any(w > 0, axis=-1)
+    if np.any(none):
+        w = np.where(none[..., None], prob @ occupation, w)
+    return w
+
+
 @dataclass
 class Spectrum:
     """Low-lying spectrum of a super block (H of Eq. 2.16 of [ZL]; first order: Eq. 3.2).
