@@ -254,3 +254,24 @@ def test_band_absorption_with_a_soft_member_agrees_with_full_ed():
     r = np.array(diff) / (g * np.mean(base))
     err = r.std(ddof=1) / np.sqrt(r.size)
     assert abs(r.mean()) < 3 * err + 0.5, (r.mean(), err)
+
+
+def test_percolating_resonant_cluster_is_refused_with_one_line(monkeypatch):
+    """A resonant cluster above PERTURBATIVE_MAX_CLUSTER basis states (percolating resonances: first-order theory
+    does not apply, and its dense diagonalization would take hours) is an InputError naming the size, g, θ and N."""
+    import warnings
+
+    from blocksim.errors import InputError
+
+    sb = superblock(5, 3, 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spectra.ResonanceWarning)
+        sp = spectra.solve(sb, "perturbative", resonance_threshold=0.1)
+        size = int(sp.diagnostics["max_cluster_size"])
+        assert size > 2
+        monkeypatch.setattr(perturbative, "PERTURBATIVE_MAX_CLUSTER", size - 1)
+        with pytest.raises(InputError) as err:
+            spectra.solve(sb, "perturbative", resonance_threshold=0.1)
+    msg = str(err.value)
+    assert "\n" not in msg and f"resonant cluster = {size} basis states" in msg and "g = 0.3" in msg
+    assert "N = 8" in msg and f"must be ≤ {size - 1}" in msg

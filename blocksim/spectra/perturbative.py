@@ -25,7 +25,7 @@ from .excited import FirstOrderContext, double_amplitude, double_energy, node_el
 from .spectrum import Spectrum, carrier_weights
 from .superblock import SuperBlock, dipole_table
 
-__all__ = ["PERTURBATIVE_LABELS_MAX", "RESONANT_FRACTION_WARN", "ResonanceWarning",
+__all__ = ["PERTURBATIVE_LABELS_MAX", "PERTURBATIVE_MAX_CLUSTER", "RESONANT_FRACTION_WARN", "ResonanceWarning",
            "perturbative_amplitudes", "solve_perturbative"]
 
 #: The perturbative solver fills ``Spectrum.labels`` ([K, N] int64, O(N²) memory) only up to this
@@ -33,6 +33,9 @@ __all__ = ["PERTURBATIVE_LABELS_MAX", "RESONANT_FRACTION_WARN", "ResonanceWarnin
 PERTURBATIVE_LABELS_MAX = 4_000_000
 #: Warn when more than this fraction of single excitations sits in resonant clusters.
 RESONANT_FRACTION_WARN = 0.5
+#: Largest resonant cluster (basis nodes) the solver diagonalizes. Beyond it the clusters percolate (first-order
+#: theory does not apply) and the dense eigh alone would take minutes to hours and gigabytes: InputError.
+PERTURBATIVE_MAX_CLUSTER = 8192
 
 
 class ResonanceWarning(UserWarning):
@@ -565,6 +568,11 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
         node_start = np.concatenate([[0], np.cumsum(sizes)])
         edge_order = np.argsort(comp[edge_a], kind="stable")
         edge_start = np.concatenate([[0], np.cumsum(np.bincount(comp[edge_a], minlength=n_comp))])
+        if sizes.max() > PERTURBATIVE_MAX_CLUSTER:
+            raise InputError(
+                f"resonant cluster = {int(sizes.max())} basis states at g = {sb.coupling_g:g}, resonance threshold = {thr:g} "
+                f"(N = {nb}): must be ≤ {PERTURBATIVE_MAX_CLUSTER}; the resonances percolate and first-order theory does "
+                "not apply: lower the coupling or the threshold")
         for c in np.nonzero(sizes > 1)[0]:
             nodes = np.sort(node_order[node_start[c]:node_start[c + 1]])
             n_clusters += 1
@@ -579,9 +587,10 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             ev, vec = np.linalg.eigh(hc)
             energies_nodes[nodes] = ev
             amps_nodes[nodes] = vec.T @ node_amp[nodes]
-            occ = occupation[nodes].toarray()
-            cols = np.nonzero(occ.any(axis=0))[0]
-            wts = carrier_weights(vec.T**2, occ[:, cols], nodes < ns).ravel()
+            sub = occupation[nodes]
+            cols = np.unique(sub.indices)  # the members this cluster touches (not all N columns)
+            occ = sub[:, cols].toarray()
+            wts = carrier_weights(vec.T**2, occ, nodes < ns).ravel()
             stored = wts != 0.0  # only positive weights are stored (the batch sums rows the same way)
             pw_i.append(np.repeat(nodes, len(cols))[stored])
             pw_j.append(np.tile(cols, len(nodes))[stored])
