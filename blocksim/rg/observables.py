@@ -97,25 +97,25 @@ def band_weight_tensors(omega, amp, population, temperature, segments, n_segment
     (Eq. 2.11, V = 1), negative on the diagonal. Summation order is fixed (ascending transitions per
     segment), so the result does not depend on threads.
     """
+    w, a, seg = _band_lines(omega, amp, population, temperature, segments, band)
+    out = np.zeros((n_segments, 6, 6))
+    _segment_products(np.ascontiguousarray(seg, dtype=np.int64), np.ascontiguousarray(w, dtype=float),
+                      np.ascontiguousarray(a, dtype=float), out)
+    return out
+
+
+def _band_lines(omega, amp, population, temperature, segments, band):
+    """The lines inside the band: weights −π p (1 − e^{−ω/T}), amplitudes and segments."""
     omega = np.asarray(omega, dtype=float)
     lo, hi = band
     sel = (omega >= lo) & (omega < hi)
     w = -np.pi * population[sel] * (-np.expm1(-omega[sel] / temperature))
-    a = np.ascontiguousarray(amp[sel], dtype=float)
-    seg = np.ascontiguousarray(np.asarray(segments)[sel], dtype=np.int64)
-    out = np.zeros((n_segments, 6, 6))
-    _segment_products(seg, np.ascontiguousarray(w, dtype=float), a, out)
-    return out
+    return w, amp[sel], np.asarray(segments)[sel]
 
 
 def _band_weight_tensors_reference(omega, amp, population, temperature, segments, n_segments, band):
     """Plain NumPy reference of :func:`band_weight_tensors`: one ``np.bincount`` per component."""
-    omega = np.asarray(omega, dtype=float)
-    lo, hi = band
-    sel = (omega >= lo) & (omega < hi)
-    w = -np.pi * population[sel] * (-np.expm1(-omega[sel] / temperature))
-    a = amp[sel]
-    seg = np.asarray(segments)[sel]
+    w, a, seg = _band_lines(omega, amp, population, temperature, segments, band)
     out = np.zeros((n_segments, 6, 6))
     for i in range(6):
         for j in range(i, 6):
