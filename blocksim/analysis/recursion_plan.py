@@ -205,18 +205,20 @@ def run_order(plan: Plan) -> list:
     shape, with the most samples where they are cheapest, instead of all of N0 = 24 and none of N0 = 32.
     Coupling parts of one sample stay next to each other, so a sample completes before the next starts.
     """
-    rank, key = {}, []
+    rank, seen, key = {}, {}, []
     for i, (shape, n0, first, _last, g0, _g1) in enumerate(tasks(plan)):
         group = (n0, plan.shapes.index(shape))
         if (group, first) not in rank:
-            rank[(group, first)] = sum(1 for (gr, _f) in rank if gr == group)
+            rank[(group, first)] = seen.get(group, 0)
+            seen[group] = rank[(group, first)] + 1
         key.append((rank[(group, first)], group, g0, i))
     return [k[-1] for k in sorted(key)]
 
 
 def run_local(plan: Plan, workers: int = 1, log=print) -> list:
     """Run every task whose file is missing, on ``workers`` processes (1: in this process), in :func:`run_order`."""
-    todo = [i for i in run_order(plan) if not os.path.exists(_task_path(plan, tasks(plan)[i]))]
+    every = tasks(plan)
+    todo = [i for i in run_order(plan) if not os.path.exists(_task_path(plan, every[i]))]
     log(f"{len(todo)} of {len(tasks(plan))} tasks to run")
     done = []
     if workers <= 1:
