@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError, suggest
@@ -264,10 +265,12 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
         shown = sorted(set(by_worker.values())) or [default]
         _say(log, f"dask executor: {what}; NUMBA_NUM_THREADS per task = {','.join(map(str, shown))}; "
                   f"{len(indices)} task(s) to run")
+        complete_before = frozenset(i for i in indices if _on_disk(spec, i, "").state == "done")
         futures = client.map(_dask_task, [spec] * len(indices), indices, threads_by_worker=by_worker,
                              default_threads=default, pure=False,
                              key=[f"blocksim-{spec.name}-{i}-{os.getpid()}-{time.time_ns()}" for i in indices])
-        for res in _collect_dask(spec, client, cluster, dict(zip(futures, indices)), jobqueue=jobqueue, log=log):
+        for res in _collect_dask(spec, client, cluster, dict(zip(futures, indices)), jobqueue=jobqueue, log=log,
+                                 complete_before=complete_before):
             results.append(res)
             if on_result is not None:
                 on_result(res)
@@ -283,7 +286,8 @@ def run_dask(spec: SweepSpec, indices, *, scheduler: str | None = None, n_worker
     return results
 
 
-def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: bool, log=print, poll: float = 0.5):
+def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: bool, log=print, poll: float = 0.5,
+                  complete_before: frozenset = frozenset()):
     """Yield a :class:`TaskResult` per future as it finishes, watching for lost workers.
 
     While some worker is connected dask itself moves the tasks of a dead worker to the others. When no
@@ -291,7 +295,9 @@ def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: 
     whose worker jobs is queued or running (walltime, preemption) — the unfinished tasks are cancelled
     and reported as failed with a message saying so; the files of finished tasks are not touched. A
     task that dask gives up on (``KilledWorker``) is reported as failed too. A finished task whose
-    result dask lost with its worker is read from its file instead of being waited for.
+    final file exists is read from its files (``_on_disk``: state, seconds, threads), never gathered from
+    its worker ("skipped" when it was complete before the run, as :func:`run_task` says), so a worker that dies after finishing it leaves no gather behind; any other finished
+    task's result is gathered, and one that dask lost with its worker is read from its files too.
     """
     lost_since = None
     while pending:
@@ -303,6 +309,13 @@ def _collect_dask(spec: SweepSpec, client, cluster, pending: dict, *, jobqueue: 
         # would wait for a worker to recompute it; what it wrote to disk is read instead (_on_disk)
         for fut in [f for f in pending if f.status in ("finished", "error", "cancelled")]:
             index = pending.pop(fut)
+            # a task whose file is final is read from disk, not gathered: its result lives on the worker,
+            # and a gather started just before that worker dies waits for a recomputation and, once
+            # abandoned, fails inside the client's event loop ("Task exception was never retrieved")
+            done = _on_disk(spec, index, "") if fut.status == "finished" else None
+            if done is not None and done.state == "done":
+                yield done if index not in complete_before else replace(done, state="skipped")
+                continue
             try:
                 yield fut.result(timeout=30)
             except Exception as exc:  # infrastructure failure; run_task returns its own errors
