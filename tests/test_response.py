@@ -486,3 +486,41 @@ def test_chi_tensors_equals_one_call_per_quantity():
         assert np.abs(both[1]).max() > 0
     with pytest.raises(InputError, match="quantity"):
         response.chi_tensors(tr, np.linspace(0.1, 3, 9), ("im_chi", "bogus"), line="lorentzian", width=0.05)
+
+
+@pytest.mark.parametrize("edges", [np.geomspace(0.01, 5.0, 25), np.linspace(-2.0, 3.0, 18)], ids=["log", "signed"])
+def test_binned_pair_is_the_two_binned_sums_bit_for_bit(edges):
+    """chi_tensors' one-pass route for bins (weight columns, Im χ̃ and Re χ rows in one numba pass) =
+    the two chunked ``_binned_sum`` calls on the 21 weight columns, with assert_array_equal.
+
+    Transitions inside, outside (below, above, negative), exactly on edges and at ω = 0; more than
+    one chunk. The route is only used for grids ≥ 0, but it is exact on a signed grid too.
+    """
+    from blocksim.response.chi import _CHUNK, _IU, _binned_pair, _binned_sum
+
+    rng = np.random.default_rng(12)
+    m = 2 * _CHUNK + 51
+    omega = np.concatenate([rng.uniform(-3.0, 7.0, m - 7), edges[[0, 3, -1]], [1e-4, -1e-3, 50.0, 0.0]])
+    tr = Transitions(omega=omega, amp=rng.normal(size=(m, 6)), population=rng.uniform(0, 1, (3, m)),
+                     temperatures=np.array([0.1, 0.2, 0.3]))
+    weights = tr.amp[:, _IU[0]] * tr.amp[:, _IU[1]]
+    im, re = _binned_pair(tr, edges)
+    np.testing.assert_array_equal(im, _binned_sum(tr, weights, edges, "im", None))
+    np.testing.assert_array_equal(re, _binned_sum(tr, weights, edges, "re", -1))
+    assert np.abs(im).max() > 0 and np.abs(re).max() > 0
+
+
+def test_chi_tensors_bins_route_matches_the_general_route():
+    """For a grid ≥ 0, chi_tensors (one-pass route) = _response on the weight columns, both quantities."""
+    from blocksim.response.chi import _IU, _response
+
+    rng = np.random.default_rng(13)
+    m = 500
+    tr = Transitions(omega=rng.uniform(0.0, 6.0, m), amp=rng.normal(size=(m, 6)),
+                     population=rng.uniform(0, 1, (2, m)), temperatures=np.array([0.05, 0.2]), volume=8.0)
+    edges = np.geomspace(0.01, 5.0, 17)
+    weights = tr.amp[:, _IU[0]] * tr.amp[:, _IU[1]]
+    for quantity, got in zip(("im_chi", "re_chi"), response.chi_tensors(tr, edges, ("im_chi", "re_chi"), line="bins")):
+        comp = _response(tr, weights, edges, "bins", None, quantity, "detailed_balance")
+        np.testing.assert_array_equal(got[:, :, _IU[0], _IU[1]], np.moveaxis(comp, 1, 2))
+        np.testing.assert_array_equal(got[:, :, _IU[1], _IU[0]], np.moveaxis(comp, 1, 2))

@@ -358,11 +358,14 @@ def line_profiles(centres, omega, line: str, width, part: str):
     return (2.0 / s2) * dawsn(x / s2)
 
 
-def _spectral_sum(trans: Transitions, weights, omega, line, width, part, sign_pair: int | None):
+def _spectral_sum(trans: Transitions, weights, omega, line, width, part, sign_pair: int | None, done=None):
     """``Σ_k p_k(T) W_kc [L(ω − ω_k) + sign_pair·L(ω + ω_k)]`` → [n_T, n_c, n_ω] (chunked GEMM).
 
     ``weights`` [M, n_c]; ``sign_pair`` None drops the mirrored term. L is g (part="im") or R.
+    ``done``: sums already computed on this grid, keyed by ``(part, sign_pair)`` (:func:`chi_tensors`).
     """
+    if done is not None and (part, sign_pair) in done:
+        return done[(part, sign_pair)]
     if line == "bins":
         return _binned_sum(trans, weights, omega, part, sign_pair)
     n_t, m = trans.population.shape
@@ -445,6 +448,74 @@ def _binned_sum(trans: Transitions, weights, edges, part, sign_pair: int | None)
     return np.ascontiguousarray(out.reshape(n_w, n_t, n_c).transpose(1, 2, 0))
 
 
+@numba.njit(cache=True, nogil=True)
+def _binned_pair_chunk(omega, amp, pop, start, stop, edges, mid, im_scale, prof_in, iu_a, iu_b, im_out, q, prof):
+    """One chunk of :func:`_binned_pair`: transitions ``start … stop − 1``.
+
+    Writes q[r, t·n_c + c] = p_k(T_t)·(amp_ka·amp_kb) and the Re χ row prof[r] of each transition (the
+    line and its mirror, as :func:`_binned_sum` with ``sign_pair = −1``), and adds the Im χ̃ lines to
+    ``im_out`` [n_ω, n_T·n_c] (as :func:`_binned_sum` with ``part = "im"``, no mirror). Element by
+    element the products, quotients and sums of those NumPy routes, in the same order.
+    """
+    n_w = mid.shape[0]
+    n_t = pop.shape[0]
+    n_c = iu_a.shape[0]
+    for k in range(start, stop):
+        r = k - start
+        for t in range(n_t):
+            p = pop[t, k]
+            for c in range(n_c):
+                q[r, t * n_c + c] = p * (amp[k, iu_a[c]] * amp[k, iu_b[c]])
+        for i in range(n_w):
+            prof[r, i] = 0.0
+        for term in range(2):
+            sign = 1.0 if term == 0 else -1.0
+            centre = omega[k] if term == 0 else -omega[k]
+            j = np.searchsorted(edges, centre, side="right") - 1
+            inside = j >= 0 and j < n_w
+            if term == 0 and inside:
+                f = im_scale[j]
+                for col in range(n_t * n_c):
+                    im_out[j, col] += f * q[r, col]
+            if inside:
+                for i in range(n_w):
+                    prof[r, i] += sign * prof_in[j, i]
+            else:
+                for i in range(n_w):
+                    prof[r, i] += sign / (mid[i] - centre)
+
+
+def _binned_pair(trans: Transitions, edges) -> tuple[np.ndarray, np.ndarray]:
+    """The 21 components' ``_binned_sum(…, "im", None)`` and ``_binned_sum(…, "re", −1)`` in one pass.
+
+    :func:`chi_tensors`' route for binned lines (Im χ in the detailed-balance form and Re χ): one
+    numba pass per chunk builds the weight columns, the Im χ̃ sums and the Re χ line rows, and one GEMM
+    per chunk (the same as :func:`_binned_sum`'s) sums the Re χ rows. Bit for bit the two
+    :func:`_binned_sum` calls (tests/test_response.py), without their [M, 21] weight columns and the
+    second pass over the transitions. Returns ``(im, re)``, each [n_T, 21, n_ω].
+    """
+    widths = np.diff(edges)
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    n_w = widths.size
+    n_t, m = trans.population.shape
+    n_c = _IU[0].size
+    prof_in = np.ascontiguousarray(_box_hilbert(mid, edges[:-1][:, None], edges[1:][:, None], widths[:, None]))
+    im_scale = 1.0 / widths
+    amp = np.ascontiguousarray(trans.amp)
+    pop = np.ascontiguousarray(trans.population)
+    omega = np.ascontiguousarray(trans.omega)
+    iu_a, iu_b = _IU[0].astype(np.int64), _IU[1].astype(np.int64)
+    im = np.zeros((n_w, n_t * n_c))
+    re = np.zeros((n_w, n_t * n_c))
+    for start in range(0, m, _CHUNK):
+        stop = min(start + _CHUNK, m)
+        q = np.empty((stop - start, n_t * n_c))
+        prof = np.empty((stop - start, n_w))
+        _binned_pair_chunk(omega, amp, pop, start, stop, edges, mid, im_scale, prof_in, iu_a, iu_b, im, q, prof)
+        re += prof.T @ q
+    return tuple(np.ascontiguousarray(x.reshape(n_w, n_t, n_c).transpose(1, 2, 0)) for x in (im, re))
+
+
 def _projected_weights(trans, strain_a, strain_b):
     e_a = _strain("strain_a", strain_a)
     e_b = e_a if strain_b is None else _strain("strain_b", strain_b)
@@ -456,18 +527,21 @@ def _centres(omega, line):
     return 0.5 * (w[1:] + w[:-1]) if line == "bins" else w
 
 
-def _response(trans, wts, w, line, eta, quantity, form) -> np.ndarray:
-    """Core of all response functions: ``[n_T, n_c, n_ω]`` for weight columns ``wts`` [M, n_c]."""
+def _response(trans, wts, w, line, eta, quantity, form, done=None) -> np.ndarray:
+    """Core of all response functions: ``[n_T, n_c, n_ω]`` for weight columns ``wts`` [M, n_c].
+
+    ``done``: spectral sums on the grid ``w`` computed beforehand (see :func:`_spectral_sum`).
+    """
     pref = -np.pi / trans.volume
     if quantity == "re_chi":
-        return _spectral_sum(trans, wts, w, line, eta, "re", -1) / trans.volume
+        return _spectral_sum(trans, wts, w, line, eta, "re", -1, done) / trans.volume
     if quantity == "im_chi_tilde":
-        return pref * _spectral_sum(trans, wts, w, line, eta, "im", None)
+        return pref * _spectral_sum(trans, wts, w, line, eta, "im", None, done)
     if form == "spectral":
-        return pref * _spectral_sum(trans, wts, w, line, eta, "im", -1)
+        return pref * _spectral_sum(trans, wts, w, line, eta, "im", -1, done)
     # detailed balance: sign(ω)(1 − e^{−β|ω|}) Im χ̃(|ω|), Im χ̃ taken at the mirrored point/bin
     centres = _centres(w, line)
-    tilde = pref * _spectral_sum(trans, wts, w, line, eta, "im", None)
+    tilde = pref * _spectral_sum(trans, wts, w, line, eta, "im", None, done)
     factor = thermal_factor(centres, trans.temperatures)[:, None, :]
     if np.all(centres >= 0):
         return factor * tilde
@@ -558,11 +632,20 @@ def chi_tensors(trans, omega, quantities=("im_chi", "re_chi"), *, line: str = "l
         raise InputError(f"form = {form!r}: must be one of {', '.join(_FORMS)}")
     eta = _line_args(line, width)
     w = _omega_grid(omega, line)
-    amp_t = np.ascontiguousarray(trans.amp.T)  # [6, M]: the 21 products as contiguous rows
-    wts = (amp_t[_IU[0]] * amp_t[_IU[1]]).T  # [M, 21]
+    done = None
+    if (line == "bins" and set(quantities) <= {"re_chi", "im_chi"} and form == "detailed_balance"
+            and np.all(_centres(w, line) >= 0)):
+        # one pass for both sums, no weight columns (a grid reaching below 0 needs Im χ̃ on the
+        # mirrored grid as well and keeps the general route)
+        im, re = _binned_pair(trans, w)
+        done = {("im", None): im, ("re", -1): re}
+        wts = None
+    else:
+        amp_t = np.ascontiguousarray(trans.amp.T)  # [6, M]: the 21 products as contiguous rows
+        wts = (amp_t[_IU[0]] * amp_t[_IU[1]]).T  # [M, 21]
     tensors = []
     for quantity in quantities:
-        comp = _response(trans, wts, w, line, eta, quantity, form)
+        comp = _response(trans, wts, w, line, eta, quantity, form, done)
         n_t, _, n_w = comp.shape
         out = np.zeros((n_t, n_w, 6, 6))
         out[:, :, _IU[0], _IU[1]] = np.moveaxis(comp, 1, 2)
