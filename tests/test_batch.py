@@ -178,3 +178,16 @@ def test_rg_run_is_identical_with_and_without_batching(tmp_path, extra):
     for name in a:
         if np.asarray(a[name]).dtype.kind in "fiub":
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_rotate_operators_is_the_einsum_of_the_dressed_basis():
+    """excited.rotate_operators (the dressed members' basis change, both solvers) = cᵀ·x·c by einsum."""
+    from blocksim.spectra.excited import rotate_operators
+
+    rng = np.random.default_rng(21)
+    for n, k in ((2, 6), (3, 6), (4, 9)):
+        c = np.linalg.eigh(rng.normal(size=(40, n, n)) + np.swapaxes(rng.normal(size=(40, n, n)), -1, -2))[1]
+        x = rng.normal(size=(40, k, n, n))
+        got = rotate_operators(c, x, np.empty(x.shape))
+        np.testing.assert_allclose(got, np.einsum("dmi,damn,dnj->daij", c, x, c), rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(got[3], rotate_operators(c[3][None], x[3][None], np.empty((1, k, n, n)))[0])

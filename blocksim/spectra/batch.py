@@ -52,7 +52,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
-from .excited import _y_kernel, double_amplitude_into, quadratic_form
+from .excited import _y_kernel, double_amplitude_into, quadratic_form, rotate_operators
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
 from .spectrum import carrier_weights
@@ -1154,7 +1154,8 @@ def _dress(energies, st, vloc, mask):
 
     Returns ``(e_eff [P, N, n], x_eff [P, N, 6, n, n])``: eigenvalues of H_0 + 2h·T relative to the
     lowest and the stress in that eigenbasis where ``mask`` [P, N], the members unchanged elsewhere.
-    NumPy's stacked ``eigh`` and ``einsum`` give the per-member results bit for bit.
+    NumPy's stacked ``eigh`` and :func:`~blocksim.spectra.excited.rotate_operators` give the per-member
+    results bit for bit.
     """
     e_eff = energies.copy()
     x_eff = st.copy()
@@ -1164,7 +1165,8 @@ def _dress(energies, st, vloc, mask):
         ham[:, diag, diag] = energies[mask] + ham[:, diag, diag]
         w, c = np.linalg.eigh(ham)
         e_eff[mask] = w - w[:, :1]
-        x_eff[mask] = np.einsum("dmi,damn,dnj->daij", c, st[mask], c)
+        sm = st[mask]
+        x_eff[mask] = rotate_operators(c, sm, np.empty(sm.shape))
     return e_eff, x_eff
 
 

@@ -64,6 +64,7 @@ import numpy as np
 from .._numba import serial_twin
 
 __all__ = ["FirstOrderContext", "single_double_resonances", "double_energy", "double_amplitude", "double_amplitude_into",
+           "rotate_operators",
            "single_element", "node_element", "quadratic_form"]
 
 
@@ -421,6 +422,27 @@ def quadratic_form(a, w, b):
         for j in range(b.shape[0]):
             acc += w[i, j] * b[j]
         out += a[i] * acc
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def rotate_operators(c, x, out):
+    """out[d, a] = c[d]ᵀ·x[d, a]·c[d] for every d: c [D, n, n], x [D, K, n, n] → out [D, K, n, n].
+
+    out[d, a, i, j] = Σ_m Σ_k c_mi x_amk c_kj, summed over m then k in this order (the element order
+    of ``np.einsum("mi,amn,nj->aij", c, x, c)``; tests/test_batch.py). The dressed-member basis of
+    the perturbative solver (``perturbative._dress_one_body``) and of the batched one (``batch._dress``).
+    """
+    n = c.shape[1]
+    for d in range(c.shape[0]):
+        for a in range(x.shape[1]):
+            for i in range(n):
+                for j in range(n):
+                    acc = 0.0
+                    for m in range(n):
+                        for k in range(n):
+                            acc += c[d, m, i] * x[d, a, m, k] * c[d, k, j]
+                    out[d, a, i, j] = acc
     return out
 
 

@@ -21,7 +21,8 @@ import scipy.sparse.csgraph
 
 from .._numba import serial_twin
 from ..errors import InputError
-from .excited import FirstOrderContext, double_amplitude, double_energy, node_element, single_double_resonances
+from .excited import (FirstOrderContext, double_amplitude, double_energy, node_element, rotate_operators,
+                      single_double_resonances)
 from .spectrum import Spectrum, carrier_weights
 from .superblock import SuperBlock, dipole_table
 
@@ -445,7 +446,7 @@ def _dress_one_body(sb: SuperBlock, vloc, thr):
     for s in np.nonzero(dressed)[0]:
         w, c = np.linalg.eigh(np.diag(e[s]) + vloc[s])
         e_eff[s] = w - w[0]
-        x_eff[s] = np.einsum("mi,amn,nj->aij", c, ops[s], c)
+        rotate_operators(c[None], ops[s][None], x_eff[s][None])
     return np.ascontiguousarray(e_eff), np.ascontiguousarray(x_eff), dressed
 
 
