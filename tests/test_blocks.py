@@ -267,3 +267,27 @@ BAD = [
 def test_bad_input(call, message):
     with pytest.raises(InputError, match=message):
         call(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("spec, mb_bare", ENSEMBLES)
+def test_make_blocks_then_equals_one_generator_at_a_time(spec, mb_bare):
+    """make_blocks_then (the tree's chunk roots: draws per stream, blocks for all at once) = make_blocks
+    then the further draws, generator by generator, bit for bit; the rotations likewise."""
+    from blocksim.model.tensors import rotations_from_normals
+
+    spec = {**spec, "mb_bare": mb_bare}
+    then = lambda rng: rng.standard_normal((9, 4))  # noqa: E731
+    e, t, after = blocks.make_blocks_then([np.random.default_rng(s) for s in range(5)], 7, spec, then)
+    want_e, want_t, want_r = [], [], []
+    for s in range(5):
+        rng = np.random.default_rng(s)
+        x, y = blocks.make_blocks(rng, 7, spec)
+        want_e.append(x)
+        want_t.append(y)
+        want_r.append(random_rotation(rng, 9))
+    np.testing.assert_array_equal(e, np.concatenate(want_e))
+    np.testing.assert_array_equal(t, np.concatenate(want_t))
+    np.testing.assert_array_equal(rotations_from_normals(np.concatenate(after)), np.concatenate(want_r))
+    with pytest.raises(InputError, match="level_distribution"):
+        blocks.make_blocks_then([np.random.default_rng(0)], 3, {"kind": "generic", "n": 3, "level_distribution": "x"},
+                                then)

@@ -42,6 +42,7 @@ __all__ = [
     "ttls_blocks",
     "goe_blocks",
     "make_blocks",
+    "make_blocks_then",
     "rotate_blocks",
 ]
 
@@ -148,15 +149,12 @@ def random_symmetric_matrices(rng: np.random.Generator, shape: tuple, n: int) ->
     Off-diagonal entries have variance 1, diagonal entries variance 2 (the orthogonally invariant
     Gaussian orthogonal ensemble).
     """
-    a = rng.standard_normal(tuple(shape) + (n, n))
+    return _goe_from_normals(rng.standard_normal(tuple(shape) + (n, n)))
+
+
+def _goe_from_normals(a: np.ndarray) -> np.ndarray:
+    """(a + aᵀ)/√2 over the last two axes: :func:`random_symmetric_matrices` from its normal draws."""
     return (a + np.swapaxes(a, -1, -2)) / np.sqrt(2.0)
-
-
-def _isotropic_stress(rng: np.random.Generator, count: int, n: int, mb_bare: float) -> np.ndarray:
-    """``[count, 6, n, n]`` stress with independent GOE matrices x_0..x_5 times the isotropic weights."""
-    weights = _component_weights(mb_bare)
-    x = random_symmetric_matrices(rng, (count, 6), n)
-    return np.einsum("ka,pkmn->pamn", weights, x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,10 +220,50 @@ def generic_blocks(
             + suggest(str(level_distribution), LEVEL_DISTRIBUTIONS)
         )
     isotropic_amplitudes(mb_bare)  # validate before drawing
-    excited = np.sort(_excited_levels(rng, count, n, level_distribution, level_scale), axis=1)
-    energies = np.concatenate([np.zeros((count, 1)), excited], axis=1)
-    stress = _isotropic_stress(rng, count, n, mb_bare)
+    return _generic_from_draws(*_generic_draws(rng, count, n, level_distribution, level_scale), mb_bare)
+
+
+def _generic_draws(rng, count: int, n: int, level_distribution: str, level_scale: float):
+    """The random numbers of :func:`generic_blocks`, in its order: raw excited levels, then the normals."""
+    excited = _excited_levels(rng, count, n, level_distribution, level_scale)
+    return excited, rng.standard_normal((count, 6, n, n))
+
+
+def _generic_from_draws(excited, normals, mb_bare: float):
+    """:func:`generic_blocks` from its draws (row by row: the draws of several generators may be stacked)."""
+    excited = np.sort(excited, axis=1)
+    energies = np.concatenate([np.zeros((excited.shape[0], 1)), excited], axis=1)
+    # T_a = Σ_k C[k, a] x_k with six independent GOE matrices x_k per block
+    stress = np.einsum("ka,pkmn->pamn", _component_weights(mb_bare), _goe_from_normals(normals))
     return energies, stress
+
+
+def make_blocks_then(rngs, count: int, spec: dict, then) -> tuple[np.ndarray, np.ndarray, list]:
+    """:func:`make_blocks` of ``count`` blocks from each generator of ``rngs``, concatenated, and
+    ``then(rng)`` on each generator right after its blocks (further draws from the same stream).
+
+    Returns ``(energies, stress, [then(rng) for rng in rngs])``, the same numbers as the calls one
+    generator at a time. For generic blocks the draws are made per generator and turned into blocks
+    in one pass (tests/test_blocks.py); other kinds call :func:`make_blocks` per generator.
+    """
+    rngs = list(rngs)
+    if spec.get("kind") != "generic" or not rngs:
+        parts = [make_blocks(rng, count, spec) + (then(rng),) for rng in rngs]
+        return (np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts]),
+                [x[2] for x in parts])
+    e, t = make_blocks(rngs[0], count, spec)  # validates the spec and draws the first generator's blocks
+    after = [then(rngs[0])]
+    opts = {**generic_blocks.__kwdefaults__, **{k: v for k, v in spec.items() if k not in ("kind", "n")}}
+    levels, normals = [], []
+    for rng in rngs[1:]:
+        lv, nv = _generic_draws(rng, count, spec["n"], opts["level_distribution"], opts["level_scale"])
+        levels.append(lv)
+        normals.append(nv)
+        after.append(then(rng))
+    if levels:
+        e_rest, t_rest = _generic_from_draws(np.concatenate(levels), np.concatenate(normals), opts["mb_bare"])
+        e, t = np.concatenate([e, e_rest]), np.concatenate([t, t_rest])
+    return e, t, after
 
 
 def ttls_parameters(

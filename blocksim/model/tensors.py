@@ -30,6 +30,7 @@ __all__ = [
     "from_mandel4",
     "rotation_mandel",
     "random_rotation",
+    "rotations_from_normals",
     "cubic_rotations",
     "direction_strains",
     "parse_direction",
@@ -134,8 +135,17 @@ def random_rotation(rng: np.random.Generator, size: int | None = None) -> np.nda
     Returns an array ``[3, 3]`` (``size=None``) or ``[size, 3, 3]``.
     """
     n = 1 if size is None else int(size)
-    q = rng.standard_normal((n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    r = rotations_from_normals(rng.standard_normal((n, 4)))
+    return r[0] if size is None else r
+
+
+def rotations_from_normals(q: np.ndarray) -> np.ndarray:
+    """The rotations ``[N, 3, 3]`` of :func:`random_rotation` from its standard normal draws ``q [N, 4]``.
+
+    Row by row, so the rotations of several generators' draws can be made in one call (tree chunks).
+    """
+    n = q.shape[0]
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
     w, x, y, z = q.T
     r = np.empty((n, 3, 3))
     r[:, 0, 0] = 1 - 2 * (y * y + z * z)
@@ -147,7 +157,7 @@ def random_rotation(rng: np.random.Generator, size: int | None = None) -> np.nda
     r[:, 2, 0] = 2 * (x * z - y * w)
     r[:, 2, 1] = 2 * (y * z + x * w)
     r[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return r[0] if size is None else r
+    return r
 
 
 def cubic_rotations() -> np.ndarray:

@@ -39,9 +39,9 @@ import numpy as np
 from .. import io as bio
 from .._threads import single_blas
 from ..config import Config
-from ..model.blocks import make_blocks
+from ..model.blocks import make_blocks_then
 from ..model.coupling import displacement_table
-from ..model.tensors import direction_vectors, random_rotation
+from ..model.tensors import direction_vectors, random_rotation, rotations_from_normals
 from ..response import Transitions, chi_tensors, transitions_from_levels
 from ..model.tensors import isotropic_projection, powder_lt
 from .diagnostics import step_diagnostics
@@ -203,24 +203,23 @@ class _TreeBuilder:
         """Evaluate the chunks rooted at ``roots`` (level b): draw their leaves and rotations, solve levels 1…b."""
         m, b = self.m, self.b
         n_int = [m ** (b - j) for j in range(1, b + 1)]  # super blocks per chunk at levels 1..b
-        leaves_e, leaves_t, rots = [], [], [[] for _ in range(b)]
-        for p in roots:
-            rng = stream_rng(self.cfg, STREAM_TREE_CHUNK, self.s, *p)
-            e, t = make_blocks(rng, m**b, self.cfg.model.block_spec())
-            leaves_e.append(e)
-            leaves_t.append(t)
-            r = random_rotation(rng, m * sum(n_int))
-            start = 0
-            for j in range(b):
-                rots[j].append(r[start : start + m * n_int[j]].reshape(n_int[j], m, 3, 3))
-                start += m * n_int[j]
-        e, t = np.concatenate(leaves_e), np.concatenate(leaves_t)
+        n_rot = m * sum(n_int)
+        # each chunk root's stream: its leaves (make_blocks), then the normals of its rotations
+        # (random_rotation); the draws are made stream by stream and turned into blocks and rotations
+        # for all roots at once (the same numbers as one make_blocks and random_rotation call per root)
+        e, t, normals = make_blocks_then([stream_rng(self.cfg, STREAM_TREE_CHUNK, self.s, *p) for p in roots], m**b,
+                                         self.cfg.model.block_spec(), lambda rng: rng.standard_normal((n_rot, 4)))
+        r_all = rotations_from_normals(np.concatenate(normals)).reshape(len(roots), n_rot, 3, 3)
+        rots, start = [], 0
+        for j in range(b):
+            rots.append(r_all[:, start : start + m * n_int[j]].reshape(len(roots) * n_int[j], m, 3, 3))
+            start += m * n_int[j]
         if self._leaf_suffixes is None:
             self._leaf_suffixes = [_digits(q, b, m) for q in range(m**b)]
         paths = [p + q for p in roots for q in self._leaf_suffixes]  # leaves, path order
         for j in range(b):  # solve level j+1 (step j)
             paths = [q[:-1] for q in paths[::m]]
-            e, t = self._solve(j, paths, e, t, np.concatenate(rots[j]))
+            e, t = self._solve(j, paths, e, t, rots[j])
         return e, t
 
     # -- one batch of super blocks of one step -------------------------------------------------
