@@ -1170,15 +1170,6 @@ def _dress(energies, st, vloc, mask):
     return e_eff, x_eff
 
 
-@numba.njit(cache=True, nogil=True)
-def _quadratic_forms(a, w, b):
-    """:func:`~blocksim.spectra.excited.quadratic_form` of each row: a [D, K], w [D, K, K], b [D, K] → [D]."""
-    out = np.empty(a.shape[0])
-    for i in range(a.shape[0]):
-        out[i] = quadratic_form(a[i], w[i], b[i])
-    return out
-
-
 def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr) -> None:
     """First-order energies and ground-row amplitudes of the doubles of all super blocks (in place).
 
@@ -1186,27 +1177,27 @@ def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr
     :func:`~blocksim.spectra.excited.double_amplitude` over all doubles (bit for bit the per-double results).
     Node ns + j of super block p is the double ``dbl[p, j] = (s, k, t, q)``, j < nd[p].
     """
-    nb, nl = e_eff.shape[1:]
-    ne = nl - 1
-    ns = nb * ne
-    pp, jj = np.nonzero(np.arange(dbl.shape[1]) < nd[:, None])
-    if pp.size == 0:
-        return
-    s, k, t, q = dbl[pp, jj].T
-    d = pos[s] - pos[t] + n0 - 1
-    w = 2.0 * g * table[d[:, 0], d[:, 1], d[:, 2]]
-    node_e[pp, ns + jj] = (node_e[pp, s * ne + k - 1] + node_e[pp, t * ne + q - 1]
-                           + _quadratic_forms(dx[pp, s, :, k, k], w, dx[pp, t, :, q, q]))
-    out = np.empty((len(pp), 6))
-    _double_amplitudes(pp, s, k, t, q, e_eff, x_eff, dx, w, thr, out)
-    node_amp[pp, ns + jj] = out
+    if np.any(nd):
+        _doubles_kernel(node_e, node_amp, dbl, np.asarray(nd, dtype=np.int64), e_eff, x_eff, dx, pos, table, n0,
+                        float(g), float(thr), e_eff.shape[1] * (e_eff.shape[2] - 1), e_eff.shape[2] - 1)
 
 
 @numba.njit(cache=True, nogil=True)
-def _double_amplitudes(pp, s, k, t, q, e, x, dx, w, thr, out):
-    """out[i] = :func:`~blocksim.spectra.excited.double_amplitude_into` of double i (super block pp[i])."""
-    for i in range(pp.shape[0]):
-        double_amplitude_into(e[pp[i]], x[pp[i]], dx[pp[i]], w[i], thr, s[i], k[i], t[i], q[i], out[i])
+def _doubles_kernel(node_e, node_amp, dbl, nd, e, x, dx, pos, table, n0, g, thr, ns, ne):
+    """The loop of :func:`_doubles`: W = 2g·Λ(r_s − r_t), the double's energy and its amplitude, double by double."""
+    w = np.empty((table.shape[3], table.shape[4]))
+    for p in range(nd.shape[0]):
+        for j in range(nd[p]):
+            s, k, t, q = dbl[p, j, 0], dbl[p, j, 1], dbl[p, j, 2], dbl[p, j, 3]
+            d0 = pos[s, 0] - pos[t, 0] + n0 - 1
+            d1 = pos[s, 1] - pos[t, 1] + n0 - 1
+            d2 = pos[s, 2] - pos[t, 2] + n0 - 1
+            for a in range(w.shape[0]):
+                for b in range(w.shape[1]):
+                    w[a, b] = (2.0 * g) * table[d0, d1, d2, a, b]
+            node_e[p, ns + j] = ((node_e[p, s * ne + k - 1] + node_e[p, t * ne + q - 1])
+                                 + quadratic_form(dx[p, s, :, k, k], w, dx[p, t, :, q, q]))
+            double_amplitude_into(e[p], x[p], dx[p], w, thr, s, k, t, q, node_amp[p, ns + j])
 
 
 def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) -> dict:
