@@ -52,3 +52,25 @@ def test_window_truncation_keeps_levels_nearest_the_probe():
     assert diag["lowest_excluded_energy"] == excluded[0]
     with pytest.raises(InputError, match="window_center"):
         spec.truncate(4, -1.0)
+
+
+def test_carrier_weights_and_rotate_rows_equal_their_matrix_products():
+    """The numba sums of carrier_weights and rotate_rows (both solvers) = the matrix products they replace."""
+    from blocksim.spectra.spectrum import carrier_weights, rotate_rows
+
+    rng = np.random.default_rng(31)
+    prob = rng.uniform(0, 1, (5, 4, 6))
+    occ = np.zeros((5, 6, 3))
+    occ[:, np.arange(6), np.arange(6) % 3] = 1.0
+    single = np.array([True, True, False, False, True, False])
+    single_rows = np.broadcast_to(single, (5, 6))
+    want = prob @ (occ * single[:, None])
+    np.testing.assert_allclose(carrier_weights(prob, occ, single_rows), want, rtol=1e-14)
+    # a state with no single component keeps the weights of all its nodes
+    prob[2, 1, single] = 0.0
+    got = carrier_weights(prob, occ, single_rows)
+    np.testing.assert_allclose(got[2, 1], prob[2, 1] @ occ[2], rtol=1e-14)
+    np.testing.assert_allclose(got[2, 0], prob[2, 0] @ (occ[2] * single[:, None]), rtol=1e-14)
+    np.testing.assert_array_equal(carrier_weights(prob[3], occ[3], single), got[3])  # 2-D call = one row of 3-D
+    vec_t, amp = rng.normal(size=(7, 4, 5)), rng.normal(size=(7, 5, 6))
+    np.testing.assert_allclose(rotate_rows(vec_t, amp, np.empty((7, 4, 6))), vec_t @ amp, rtol=1e-13, atol=1e-14)

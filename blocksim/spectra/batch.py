@@ -55,7 +55,7 @@ from ..response import Transitions, boltzmann
 from .excited import _y_kernel, double_amplitude_into, quadratic_form, rotate_operators
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
-from .spectrum import carrier_weights
+from .spectrum import carrier_weights_into
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
 
@@ -1208,7 +1208,7 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     rotate the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
     (:func:`~blocksim.spectra.spectrum.carrier_weights`: the single nodes' members; ½ on each member of
     a double only for a state without a single component), its dominant node and its coefficients.
-    Stacked NumPy ``eigh`` and ``matmul`` give the per-cluster results bit for bit.
+    Stacked NumPy ``eigh`` and the sums of :func:`_cluster_states` give the per-cluster results bit for bit.
 
     Only cluster nodes are stored: node i of super block p holds the state Σ_k coef_vals[o + k]·|coef_nodes[o + k]⟩
     (o = coef_start[p, i], k < coef_len[p, i]) with member weights weights[weight_row[p, i]]; −1 marks a
@@ -1266,30 +1266,77 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
         hc[r_e, e_ra[lo:hi], e_rb[lo:hi]] = ev[lo:hi]
         hc[r_e, e_rb[lo:hi], e_ra[lo:hi]] = ev[lo:hi]
         ev_c, vec = np.linalg.eigh(hc)
-        vec_t = np.swapaxes(vec, -1, -2)
-        out["node_e"][pc, nodes] = ev_c
-        out["node_amp"][pc, nodes] = vec_t @ node_amp[pc, nodes]
-        occ = np.zeros((sel.size, c, nb))
-        single = nodes < ns
-        rr, cc = np.nonzero(single)
-        occ[rr, cc, nodes[rr, cc] // ne] = 1.0
-        rr, cc = np.nonzero(~single)
-        occ[rr, cc, mem_a[pc[rr, 0], nodes[rr, cc]]] = 0.5
-        occ[rr, cc, mem_b[pc[rr, 0], nodes[rr, cc]]] = 0.5
-        weights.append(carrier_weights(vec_t**2, occ, single).reshape(-1, nb))
-        out["weight_row"][pc, nodes] = n_rows + np.arange(sel.size * c).reshape(sel.size, c)
+        # the state at nodes[n, i] is Σ_k vec[n, k, i]·|nodes[n, k]⟩: c coefficients from coef_start
+        w_c = np.empty((sel.size * c, nb))
+        cn_c = np.empty(sel.size * c * c, dtype=np.int64)
+        cv_c = np.empty(sel.size * c * c)
+        _cluster_states(ev_c, vec, np.ascontiguousarray(nodes), np.ascontiguousarray(pc[:, 0]), node_amp, mem_a,
+                        mem_b, ns, ne, n_rows, n_coef, out["node_e"], out["node_amp"], out["node_label"],
+                        out["weight_row"], out["coef_start"], out["coef_len"], w_c, cn_c, cv_c)
+        weights.append(w_c)
+        coef_nodes.append(cn_c)
+        coef_vals.append(cv_c)
         n_rows += sel.size * c
-        out["node_label"][pc, nodes] = np.take_along_axis(nodes, np.argmax(vec**2, axis=1), axis=1)
-        # the state at nodes[n, i] is Σ_k vec_t[n, i, k]·|nodes[n, k]⟩: c coefficients from coef_start
-        coef_nodes.append(np.broadcast_to(nodes[:, None, :], (sel.size, c, c)).ravel())
-        coef_vals.append(vec_t.ravel())
-        out["coef_start"][pc, nodes] = n_coef + c * np.arange(sel.size * c).reshape(sel.size, c)
-        out["coef_len"][pc, nodes] = c
         n_coef += sel.size * c * c
     out["coef_nodes"] = np.concatenate(coef_nodes)
     out["coef_vals"] = np.concatenate(coef_vals)
     out["weights"] = np.concatenate(weights)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _cluster_states(ev, vec, nodes, pc, node_amp, mem_a, mem_b, ns, ne, row0, coef0, out_e, out_amp, out_label,
+                    out_wrow, out_cstart, out_clen, weights, coef_nodes, coef_vals):
+    """What :func:`_clusters` stores for the clusters of one size c, from their eigenpairs (ev [S, c],
+    vec [S, c, c]) and nodes [S, c] in super blocks pc [S].
+
+    State i of cluster r, Σ_k vec[r, k, i]·|nodes[r, k]⟩, sits at node nodes[r, i]: its energy, its
+    ground-row amplitude Σ_k vec[r, k, i]·node_amp[p, nodes[r, k]] (the sums of
+    :func:`~blocksim.spectra.spectrum.rotate_rows`), its member weights
+    (:func:`~blocksim.spectra.spectrum.carrier_weights_into` of |vec|² on the nodes' members: 1 on a
+    single's member, ½ on each member of a double), its dominant node (the first largest |vec|²) and its
+    coefficients. Weight rows and coefficient blocks are numbered from ``row0`` and ``coef0``.
+    """
+    n_s, c = nodes.shape
+    nb = weights.shape[1]
+    prob = np.empty((c, c))
+    occ = np.zeros((c, nb))
+    single = np.empty(c, dtype=np.bool_)
+    for r in range(n_s):
+        p = pc[r]
+        occ[:, :] = 0.0
+        for k in range(c):
+            node = nodes[r, k]
+            single[k] = node < ns
+            if single[k]:
+                occ[k, node // ne] = 1.0
+            else:
+                occ[k, mem_a[p, node]] = 0.5
+                occ[k, mem_b[p, node]] = 0.5
+        for i in range(c):
+            for k in range(c):
+                prob[i, k] = vec[r, k, i] * vec[r, k, i]
+        carrier_weights_into(prob, occ, single, weights[r * c:(r + 1) * c])
+        for i in range(c):
+            node = nodes[r, i]
+            out_e[p, node] = ev[r, i]
+            for a in range(node_amp.shape[2]):
+                acc = 0.0
+                for k in range(c):
+                    acc += vec[r, k, i] * node_amp[p, nodes[r, k], a]
+                out_amp[p, node, a] = acc
+            best = 0
+            for k in range(1, c):
+                if prob[i, k] > prob[i, best]:
+                    best = k
+            out_label[p, node] = nodes[r, best]
+            out_wrow[p, node] = row0 + r * c + i
+            o = (r * c + i) * c
+            out_cstart[p, node] = coef0 + o
+            out_clen[p, node] = c
+            for k in range(c):
+                coef_nodes[o + k] = nodes[r, k]
+                coef_vals[o + k] = vec[r, k, i]
 
 
 @numba.njit(cache=True, nogil=True)

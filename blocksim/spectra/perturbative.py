@@ -23,7 +23,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from .excited import (FirstOrderContext, double_amplitude, double_energy, node_element, rotate_operators,
                       single_double_resonances)
-from .spectrum import Spectrum, carrier_weights
+from .spectrum import Spectrum, carrier_weights, rotate_rows
 from .superblock import SuperBlock, dipole_table
 
 __all__ = ["PERTURBATIVE_LABELS_MAX", "PERTURBATIVE_MAX_CLUSTER", "RESONANT_FRACTION_WARN", "ResonanceWarning",
@@ -587,7 +587,7 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             hc[ib, ia] = edge_v[sel]
             ev, vec = np.linalg.eigh(hc)
             energies_nodes[nodes] = ev
-            amps_nodes[nodes] = vec.T @ node_amp[nodes]
+            amps_nodes[nodes] = rotate_rows(vec.T[None], node_amp[nodes][None], np.empty((1, len(nodes), 6)))[0]
             sub = occupation[nodes]
             cols = np.unique(sub.indices)  # the members this cluster touches (not all N columns)
             occ = sub[:, cols].toarray()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import scipy.sparse
 
@@ -11,7 +12,7 @@ from ..errors import InputError
 from ..response import Transitions, boltzmann, transitions_from_levels
 from .superblock import SuperBlock, _int_field
 
-__all__ = ["Spectrum", "carrier_weights"]
+__all__ = ["Spectrum", "carrier_weights", "carrier_weights_into", "rotate_rows"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -29,11 +30,63 @@ def carrier_weights(prob, occupation, single):
     members too (as before) took p_0^(s) of a soft member into the line and lost band weight
     (docs/findings.md). A state with no single component keeps the weights of all its nodes.
     """
-    w = prob @ (occupation * single[..., :, None])
-    none = ~np.any(w > 0, axis=-1)
-    if np.any(none):
-        w = np.where(none[..., None], prob @ occupation, w)
-    return w
+    prob = np.asarray(prob, dtype=float)
+    occupation = np.asarray(occupation, dtype=float)
+    single = np.asarray(single, dtype=bool)
+    lead = prob.shape[:-2]
+    k, m = prob.shape[-2:]
+    n = occupation.shape[-1]
+    out = np.empty((int(np.prod(lead, dtype=np.int64)), k, n))
+    _carrier_weights_kernel(np.ascontiguousarray(prob).reshape(-1, k, m),
+                            np.ascontiguousarray(np.broadcast_to(occupation, lead + (m, n))).reshape(-1, m, n),
+                            np.ascontiguousarray(np.broadcast_to(single, lead + (m,))).reshape(-1, m), out)
+    return out.reshape(lead + (k, n))
+
+
+@numba.njit(cache=True, nogil=True)
+def _carrier_weights_kernel(prob, occ, single, out):
+    """:func:`carrier_weights` on [B, K, M], [B, M, N], [B, M]."""
+    for b in range(prob.shape[0]):
+        carrier_weights_into(prob[b], occ[b], single[b], out[b])
+
+
+@numba.njit(cache=True, nogil=True)
+def carrier_weights_into(prob, occ, single, out):
+    """:func:`carrier_weights` of one set of states: prob [K, M], occ [M, N], single [M] → out [K, N].
+
+    Each weight is summed over the nodes m in order (the batched solver calls this per cluster).
+    """
+    for k in range(prob.shape[0]):
+        positive = False
+        for n in range(occ.shape[1]):
+            acc = 0.0
+            for m in range(prob.shape[1]):
+                if single[m]:
+                    acc += prob[k, m] * occ[m, n]
+            out[k, n] = acc
+            positive = positive or acc > 0
+        if not positive:  # no single component: the weights of all its nodes
+            for n in range(occ.shape[1]):
+                acc = 0.0
+                for m in range(prob.shape[1]):
+                    acc += prob[k, m] * occ[m, n]
+                out[k, n] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def rotate_rows(vec_t, amp, out):
+    """out[b] = vec_t[b] @ amp[b] ([B, K, M] × [B, M, A] → [B, K, A]), summed over m in order.
+
+    A resonant cluster's ground-row amplitudes in its eigenbasis, in the perturbative and batched solvers.
+    """
+    for b in range(vec_t.shape[0]):
+        for i in range(vec_t.shape[1]):
+            for a in range(amp.shape[2]):
+                acc = 0.0
+                for m in range(vec_t.shape[2]):
+                    acc += vec_t[b, i, m] * amp[b, m, a]
+                out[b, i, a] = acc
+    return out
 
 
 @dataclass
