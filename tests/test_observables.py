@@ -83,3 +83,19 @@ def test_jackknife_ratio():
     r2, err2 = observables.jackknife_ratio(2.25 * wt, wt)
     assert r2 == pytest.approx(1.5) and err2 == pytest.approx(0.0, abs=1e-12)
     assert np.isnan(observables.jackknife_ratio(wl[:1], wt[:1])[1])
+
+
+def test_add_rows_at_is_np_add_at():
+    """observables.add_rows_at (tree unit sums) = np.add.at bit for bit, repeated rows included."""
+    from blocksim.rg.observables import add_rows_at
+
+    rng = np.random.default_rng(41)
+    rows = np.sort(rng.integers(0, 5, 300))
+    w = rng.normal(size=(300, 6, 6)) * 10.0 ** rng.integers(-8, 8, (300, 1, 1))
+    want = rng.normal(size=(5, 6, 6))
+    got = want.copy()
+    np.add.at(want, rows, w)
+    add_rows_at(got, rows, w)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError):
+        add_rows_at(got, np.array([5]), w[:1])

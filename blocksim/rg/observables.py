@@ -246,8 +246,29 @@ def group_sums(w, groups, n_groups: int) -> np.ndarray:
     runs in index order (``np.add.at``), so the result does not depend on threads or workers.
     """
     out = np.zeros((int(n_groups),) + np.shape(w)[1:])
-    np.add.at(out, np.asarray(groups, dtype=np.int64), np.asarray(w, dtype=float))
+    add_rows_at(out, np.asarray(groups, dtype=np.int64), np.asarray(w, dtype=float))
     return out
+
+
+def add_rows_at(out, rows, w) -> None:
+    """``np.add.at(out, rows, w)`` for rows of any shape: out[rows[i]] += w[i] for i in order (same sums)."""
+    n = len(rows)
+    if n == 0:
+        return
+    if np.any(rows < 0) or np.any(rows >= out.shape[0]):
+        raise IndexError(f"rows: must lie in 0 … {out.shape[0] - 1}")
+    flat = out.reshape(out.shape[0], -1)
+    _add_rows_at(flat, rows, np.ascontiguousarray(w, dtype=float).reshape(n, -1))
+    if not np.shares_memory(flat, out):
+        out[...] = flat.reshape(out.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_rows_at(out, rows, w):
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for c in range(w.shape[1]):
+            out[r, c] += w[i, c]
 
 
 def reliability(n_effective: int, min_effective: int, errors: dict) -> tuple[bool, dict]:

@@ -46,6 +46,7 @@ from ..response import Transitions, chi_tensors, transitions_from_levels
 from ..model.tensors import isotropic_projection, powder_lt
 from .diagnostics import step_diagnostics
 from .observables import (
+    add_rows_at,
     band_weight_tensors,
     frequency_grid,
     jackknife_ratio,
@@ -256,14 +257,14 @@ class _TreeBuilder:
         seg = np.repeat(np.arange(n_sb), np.diff(sol["offsets"]))
         w = band_weight_tensors(joined.omega, joined.amp, joined.population[self.i_ref], self.t_ref, seg, n_sb,
                                 self.band)
-        np.add.at(a[pre + "w_units"], unit, w)
+        add_rows_at(a[pre + "w_units"], unit, w)
         flat_e = member_e.reshape(-1, member_e.shape[-1])
         flat_t = member_t.reshape((-1,) + member_t.shape[2:])
         ptr = transitions_from_levels(flat_e, flat_t, [self.t_ref])
         n_pool = flat_e.shape[0]
         pseg = np.repeat(np.arange(n_pool), ptr.size // n_pool)
         wp = band_weight_tensors(ptr.omega, ptr.amp, ptr.population[0], self.t_ref, pseg, n_pool, self.band)
-        np.add.at(a[pre + "w_pool_units"], np.repeat(unit, self.m), wp)
+        add_rows_at(a[pre + "w_pool_units"], np.repeat(unit, self.m), wp)
         # diagnostic sums
         kept = sol["weight_kept"]
         a[pre + "weight_kept_sum"] += kept.sum()
