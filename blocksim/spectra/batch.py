@@ -52,7 +52,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from ..model.tensors import MANDEL_INDEX, MANDEL_WEIGHT
 from ..response import Transitions, boltzmann
-from .excited import _y_kernel, double_amplitude_into, quadratic_form, rotate_operators
+from .excited import _y_kernel, double_amplitude_scratch, quadratic_form, rotate_operators
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
 from .spectrum import carrier_weights_into
@@ -1186,6 +1186,7 @@ def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr
 def _doubles_kernel(node_e, node_amp, dbl, nd, e, x, dx, pos, table, n0, g, thr, ns, ne):
     """The loop of :func:`_doubles`: W = 2g·Λ(r_s − r_t), the double's energy and its amplitude, double by double."""
     w = np.empty((table.shape[3], table.shape[4]))
+    scratch = np.empty((4, e.shape[2]))
     for p in range(nd.shape[0]):
         for j in range(nd[p]):
             s, k, t, q = dbl[p, j, 0], dbl[p, j, 1], dbl[p, j, 2], dbl[p, j, 3]
@@ -1197,7 +1198,7 @@ def _doubles_kernel(node_e, node_amp, dbl, nd, e, x, dx, pos, table, n0, g, thr,
                     w[a, b] = (2.0 * g) * table[d0, d1, d2, a, b]
             node_e[p, ns + j] = ((node_e[p, s * ne + k - 1] + node_e[p, t * ne + q - 1])
                                  + quadratic_form(dx[p, s, :, k, k], w, dx[p, t, :, q, q]))
-            double_amplitude_into(e[p], x[p], dx[p], w, thr, s, k, t, q, node_amp[p, ns + j])
+            double_amplitude_scratch(e[p], x[p], dx[p], w, thr, s, k, t, q, node_amp[p, ns + j], scratch)
 
 
 def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) -> dict:

@@ -523,14 +523,20 @@ def double_amplitude_into(e, x, dx, w, thr, s, k, t, p, out):
     e [N, n], x and dx [N, K, n, n], w = W^(st) [K, K]. Each coupling is a :func:`quadratic_form`; each
     of the four terms is summed over r ≥ 1 before it is added to ``out``.
     """
+    double_amplitude_scratch(e, x, dx, w, thr, s, k, t, p, out, np.empty((4, e.shape[1])))
+
+
+@numba.njit(cache=True, nogil=True)
+def double_amplitude_scratch(e, x, dx, w, thr, s, k, t, p, out, scratch):
+    """:func:`double_amplitude_into` with its four coefficient rows in ``scratch [4, n]`` (no allocation)."""
     nl = e.shape[1]
     e_d = e[s, k] + e[t, p]
     for a in range(6):
         out[a] = 0.0
-    c1 = np.empty(nl)
-    c2 = np.empty(nl)
-    c3 = np.empty(nl)
-    c4 = np.empty(nl)
+    c1 = scratch[0]
+    c2 = scratch[1]
+    c3 = scratch[2]
+    c4 = scratch[3]
     for r in range(1, nl):
         c1[r] = _ratio_kept(quadratic_form(dx[s, :, r, k], w, x[t, :, 0, p]), e_d - e[s, r], thr)
         c2[r] = quadratic_form(x[s, :, r, 0], w, x[t, :, p, 0]) / (e[s, r] + e[t, p])
