@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io as bio
+from .._malloc import keep_freed_memory
 from .._threads import single_blas
 from .._version import __version__
 from ..config import Config, load_config
@@ -240,6 +241,7 @@ def _run_steps(cfg: Config, part: Path, state: _State, guard: SignalGuard, prog:
             bio.create_file(part, _root_attrs(cfg), cfg.to_dict())
         state.pool_e, state.pool_t = initial_pool(cfg)
         state.lineage = np.arange(state.pool_e.shape[0], dtype=np.int64)
+    keep_freed_memory()
     for k in range(state.start, cfg.n_steps):
         t0 = time.perf_counter()
         with single_blas():

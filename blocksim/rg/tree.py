@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import io as bio
+from .._malloc import keep_freed_memory
 from .._threads import single_blas
 from ..config import Config
 from ..model.blocks import make_blocks_then
@@ -376,6 +377,7 @@ def run_sample(cfg: Config, sample: int, tick=lambda: None) -> dict:
         ``{name: ndarray}``: the per-step sums and the stored subset (see :class:`TreeAccumulator`),
         ``final_e [n_keep]`` and ``final_t [6, n_keep, n_keep]`` (the root block).
     """
+    keep_freed_memory()
     builder = _TreeBuilder(cfg, sample, tick)
     with single_blas():
         e, t = builder.build([()], cfg.n_steps)
