@@ -460,18 +460,26 @@ def _binned_pair_chunk(omega, amp, pop, start, stop, edges, mid, im_scale, prof_
     n_w = mid.shape[0]
     n_t = pop.shape[0]
     n_c = iu_a.shape[0]
+    wk = np.empty(n_c)
     for k in range(start, stop):
         r = k - start
+        for c in range(n_c):
+            wk[c] = amp[k, iu_a[c]] * amp[k, iu_b[c]]
         for t in range(n_t):
             p = pop[t, k]
             for c in range(n_c):
-                q[r, t * n_c + c] = p * (amp[k, iu_a[c]] * amp[k, iu_b[c]])
+                q[r, t * n_c + c] = p * wk[c]
         for i in range(n_w):
             prof[r, i] = 0.0
         for term in range(2):
             sign = 1.0 if term == 0 else -1.0
             centre = omega[k] if term == 0 else -omega[k]
-            j = np.searchsorted(edges, centre, side="right") - 1
+            if centre < edges[0]:  # what searchsorted gives, without the search (every mirrored line)
+                j = -1
+            elif centre >= edges[n_w]:
+                j = n_w
+            else:
+                j = np.searchsorted(edges, centre, side="right") - 1
             inside = j >= 0 and j < n_w
             if term == 0 and inside:
                 f = im_scale[j]

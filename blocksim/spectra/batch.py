@@ -55,7 +55,7 @@ from ..response import Transitions, boltzmann
 from .excited import _y_kernel, double_amplitude_scratch, quadratic_form, rotate_operators
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
-from .spectrum import carrier_weights_into
+from .spectrum import carrier_weights_into, eigh_pair, eigh_stack
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
 
@@ -1154,8 +1154,8 @@ def _dress(energies, st, vloc, mask):
 
     Returns ``(e_eff [P, N, n], x_eff [P, N, 6, n, n])``: eigenvalues of H_0 + 2h·T relative to the
     lowest and the stress in that eigenbasis where ``mask`` [P, N], the members unchanged elsewhere.
-    NumPy's stacked ``eigh`` and :func:`~blocksim.spectra.excited.rotate_operators` give the per-member
-    results bit for bit.
+    :func:`~blocksim.spectra.spectrum.eigh_stack` and :func:`~blocksim.spectra.excited.rotate_operators`
+    give the per-member results bit for bit.
     """
     e_eff = energies.copy()
     x_eff = st.copy()
@@ -1163,7 +1163,7 @@ def _dress(energies, st, vloc, mask):
         ham = vloc[mask]
         diag = np.arange(energies.shape[-1])
         ham[:, diag, diag] = energies[mask] + ham[:, diag, diag]
-        w, c = np.linalg.eigh(ham)
+        w, c = eigh_stack(ham)
         e_eff[mask] = w - w[:, :1]
         sm = st[mask]
         x_eff[mask] = rotate_operators(c, sm, np.empty(sm.shape))
@@ -1202,142 +1202,148 @@ def _doubles_kernel(node_e, node_amp, dbl, nd, e, x, dx, pos, table, n0, g, thr,
 
 
 def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) -> dict:
-    """Resonant clusters of all super blocks diagonalized exactly, grouped by size.
+    """Resonant clusters of all super blocks diagonalized exactly (:func:`_clusters_kernel`).
 
     As in :func:`~blocksim.spectra.perturbative.solve_perturbative`: each cluster's matrix is its
     first-order node energies on the diagonal and the resonant couplings V off it; its eigenvectors
-    rotate the ground-row amplitudes (``vecᵀ @ amp``) and give each state's member weights
-    (:func:`~blocksim.spectra.spectrum.carrier_weights`: the single nodes' members; ½ on each member of
-    a double only for a state without a single component), its dominant node and its coefficients.
-    Stacked NumPy ``eigh`` and the sums of :func:`_cluster_states` give the per-cluster results bit for bit.
+    (:func:`~blocksim.spectra.spectrum.eigh_into`, the per-super-block path's routine) rotate the
+    ground-row amplitudes (the sums of :func:`~blocksim.spectra.spectrum.rotate_rows`) and give each
+    state's member weights (:func:`~blocksim.spectra.spectrum.carrier_weights_into`: the single nodes'
+    members; ½ on each member of a double only for a state without a single component), its dominant
+    node and its coefficients: the per-cluster results bit for bit.
 
     Only cluster nodes are stored: node i of super block p holds the state Σ_k coef_vals[o + k]·|coef_nodes[o + k]⟩
     (o = coef_start[p, i], k < coef_len[p, i]) with member weights weights[weight_row[p, i]]; −1 marks a
     node alone (itself, weight 1 on its member).
     """
     p, nn = node_e.shape
-    ne = nl - 1
-    ns = nb * ne
+    ns = nb * (nl - 1)
     out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "node_label": np.tile(np.arange(nn), (p, 1)),
            "max_size": np.full(p, 1 if ns else 0),
-           "coef_start": np.full((p, nn), -1, dtype=np.int64), "coef_len": np.ones((p, nn), dtype=np.int64),
-           "coef_nodes": np.zeros(0, dtype=np.int64), "coef_vals": np.zeros(0),
-           "weight_row": np.full((p, nn), -1, dtype=np.int64), "weights": np.zeros((0, nb))}
+           "coef_start": np.full((p, nn), -1, dtype=np.int64), "coef_len": np.ones((p, nn), dtype=np.int64)}
     in_cl = (comp >= 0) & ok[:, None]
+    n_rows, n_coef = _cluster_totals(comp, counts, ok)
+    out["weight_row"] = np.full((p, nn), -1, dtype=np.int64)
+    out["weights"] = np.zeros((n_rows, nb))
+    out["coef_nodes"] = np.zeros(n_coef, dtype=np.int64)
+    out["coef_vals"] = np.zeros(n_coef)
     if in_cl.any():
-        pp, ii = np.nonzero(in_cl)
-        key = pp * nn + comp[pp, ii]
-        srt = np.argsort(key, kind="stable")
-        key, pp, ii = key[srt], pp[srt], ii[srt]
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        sizes = np.diff(np.r_[starts, key.size])
-        cid = np.full((p, nn), -1, dtype=np.int64)
-        rank = np.full((p, nn), -1, dtype=np.int64)
-        cid[pp, ii] = np.repeat(np.arange(starts.size), sizes)
-        rank[pp, ii] = np.arange(key.size) - np.repeat(starts, sizes)
-        np.maximum.at(out["max_size"], pp[starts], sizes)
-        n_edges = counts[:, 0] + counts[:, 3]
-        ep, ek = np.nonzero((np.arange(edges.shape[1]) < n_edges[:, None]) & ok[:, None])
-        ea, eb, ev = edges[ep, ek, 0], edges[ep, ek, 1], edge_v[ep, ek]
-        e_cid = cid[ep, ea]
-    if not in_cl.any():
-        return out
-    # member of each node (doubles: both members, ½ each)
-    mem_a = np.where(np.arange(nn) < ns, np.arange(nn) // ne, 0)[None, :].repeat(p, 0)
-    mem_b = mem_a.copy()
-    mem_a[:, ns:] = dbl[:, :, 0]
-    mem_b[:, ns:] = dbl[:, :, 2]
-    # edges grouped by the size of their cluster (one pass), with their ranks inside the cluster
-    e_size = sizes[e_cid]
-    e_srt = np.argsort(e_size, kind="stable")
-    e_size, e_cid, ev = e_size[e_srt], e_cid[e_srt], ev[e_srt]
-    e_ra, e_rb = rank[ep[e_srt], ea[e_srt]], rank[ep[e_srt], eb[e_srt]]
-    row = np.empty(starts.size, dtype=np.int64)
-    coef_nodes, coef_vals, weights = [], [], []
-    n_coef = n_rows = 0
-    for c in np.unique(sizes):
-        sel = np.flatnonzero(sizes == c)
-        nodes = ii[starts[sel][:, None] + np.arange(c)]  # [Nc, c], ascending
-        pc = pp[starts[sel]][:, None]
-        row[sel] = np.arange(sel.size)
-        hc = np.zeros((sel.size, c, c))
-        hc[:, np.arange(c), np.arange(c)] = node_e[pc, nodes]
-        lo, hi = np.searchsorted(e_size, [c, c + 1])
-        r_e = row[e_cid[lo:hi]]
-        hc[r_e, e_ra[lo:hi], e_rb[lo:hi]] = ev[lo:hi]
-        hc[r_e, e_rb[lo:hi], e_ra[lo:hi]] = ev[lo:hi]
-        ev_c, vec = np.linalg.eigh(hc)
-        # the state at nodes[n, i] is Σ_k vec[n, k, i]·|nodes[n, k]⟩: c coefficients from coef_start
-        w_c = np.empty((sel.size * c, nb))
-        cn_c = np.empty(sel.size * c * c, dtype=np.int64)
-        cv_c = np.empty(sel.size * c * c)
-        _cluster_states(ev_c, vec, np.ascontiguousarray(nodes), np.ascontiguousarray(pc[:, 0]), node_amp, mem_a,
-                        mem_b, ns, ne, n_rows, n_coef, out["node_e"], out["node_amp"], out["node_label"],
-                        out["weight_row"], out["coef_start"], out["coef_len"], w_c, cn_c, cv_c)
-        weights.append(w_c)
-        coef_nodes.append(cn_c)
-        coef_vals.append(cv_c)
-        n_rows += sel.size * c
-        n_coef += sel.size * c * c
-    out["coef_nodes"] = np.concatenate(coef_nodes)
-    out["coef_vals"] = np.concatenate(coef_vals)
-    out["weights"] = np.concatenate(weights)
+        _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl, out["node_e"],
+                         out["node_amp"], out["node_label"], out["max_size"], out["weight_row"], out["weights"],
+                         out["coef_start"], out["coef_len"], out["coef_nodes"], out["coef_vals"])
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _cluster_states(ev, vec, nodes, pc, node_amp, mem_a, mem_b, ns, ne, row0, coef0, out_e, out_amp, out_label,
-                    out_wrow, out_cstart, out_clen, weights, coef_nodes, coef_vals):
-    """What :func:`_clusters` stores for the clusters of one size c, from their eigenpairs (ev [S, c],
-    vec [S, c, c]) and nodes [S, c] in super blocks pc [S].
+def _cluster_totals(comp, counts, ok):
+    """(cluster states, cluster coefficients) of all super blocks: Σ c and Σ c² over their clusters."""
+    rows = 0
+    coef = 0
+    size = np.zeros(comp.shape[1], dtype=np.int64)
+    for p in range(comp.shape[0]):
+        if not ok[p]:
+            continue
+        size[:] = 0
+        for i in range(comp.shape[1]):
+            if comp[p, i] >= 0:
+                size[comp[p, i]] += 1
+        for c in range(counts[p, 1]):
+            rows += size[c]
+            coef += size[c] * size[c]
+    return rows, coef
 
-    State i of cluster r, Σ_k vec[r, k, i]·|nodes[r, k]⟩, sits at node nodes[r, i]: its energy, its
-    ground-row amplitude Σ_k vec[r, k, i]·node_amp[p, nodes[r, k]] (the sums of
-    :func:`~blocksim.spectra.spectrum.rotate_rows`), its member weights
-    (:func:`~blocksim.spectra.spectrum.carrier_weights_into` of |vec|² on the nodes' members: 1 on a
-    single's member, ½ on each member of a double), its dominant node (the first largest |vec|²) and its
-    coefficients. Weight rows and coefficient blocks are numbered from ``row0`` and ``coef0``.
+
+@numba.njit(cache=True, nogil=True)
+def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl, out_e, out_amp, out_label,
+                     max_size, out_wrow, weights, out_cstart, out_clen, coef_nodes, coef_vals):
+    """:func:`_clusters` super block by super block, cluster by cluster (labels ascending, nodes ascending).
+
+    State i of a cluster, Σ_k vec[k, i]·|nodes[k]⟩, sits at node nodes[i]: its energy, its ground-row
+    amplitude Σ_k vec[k, i]·node_amp[p, nodes[k]], its member weights (carrier_weights_into of |vec|²
+    on the nodes' members: 1 on a single's member, ½ on each member of a double), its dominant node (the
+    first largest |vec|²) and its coefficients. Weight rows and coefficient blocks are numbered in this
+    order. The edges enter the cluster matrix in their order, (a, b) entries first, then (b, a).
     """
-    n_s, c = nodes.shape
-    nb = weights.shape[1]
-    prob = np.empty((c, c))
-    occ = np.zeros((c, nb))
-    single = np.empty(c, dtype=np.bool_)
-    for r in range(n_s):
-        p = pc[r]
-        occ[:, :] = 0.0
-        for k in range(c):
-            node = nodes[r, k]
-            single[k] = node < ns
-            if single[k]:
-                occ[k, node // ne] = 1.0
-            else:
-                occ[k, mem_a[p, node]] = 0.5
-                occ[k, mem_b[p, node]] = 0.5
-        for i in range(c):
+    ne = nl - 1
+    ns = nb * ne
+    n_a = node_amp.shape[2]
+    nn = comp.shape[1]
+    members = np.empty(nn, dtype=np.int64)
+    rank = np.empty(nn, dtype=np.int64)
+    start = np.zeros(nn + 1, dtype=np.int64)
+    row = 0
+    coef = 0
+    for p in range(comp.shape[0]):
+        if not ok[p] or counts[p, 1] == 0:
+            continue
+        n_cl = counts[p, 1]
+        n_edges = counts[p, 0] + counts[p, 3]
+        # nodes of each cluster, ascending (counting sort by label)
+        start[: n_cl + 1] = 0
+        for i in range(nn):
+            if comp[p, i] >= 0:
+                start[comp[p, i] + 1] += 1
+        for c in range(n_cl):
+            start[c + 1] += start[c]
+        fill = start[:n_cl].copy()
+        for i in range(nn):
+            cl = comp[p, i]
+            if cl >= 0:
+                members[fill[cl]] = i
+                rank[i] = fill[cl] - start[cl]
+                fill[cl] += 1
+        for cl in range(n_cl):
+            nodes = members[start[cl]:start[cl + 1]]
+            c = nodes.shape[0]
+            max_size[p] = max(max_size[p], c)
+            hc = np.zeros((c, c))
             for k in range(c):
-                prob[i, k] = vec[r, k, i] * vec[r, k, i]
-        carrier_weights_into(prob, occ, single, weights[r * c:(r + 1) * c])
-        for i in range(c):
-            node = nodes[r, i]
-            out_e[p, node] = ev[r, i]
-            for a in range(node_amp.shape[2]):
-                acc = 0.0
+                hc[k, k] = node_e[p, nodes[k]]
+            for k in range(n_edges):
+                a = edges[p, k, 0]
+                if comp[p, a] == cl:
+                    hc[rank[a], rank[edges[p, k, 1]]] = edge_v[p, k]
+            for k in range(n_edges):
+                a = edges[p, k, 0]
+                if comp[p, a] == cl:
+                    hc[rank[edges[p, k, 1]], rank[a]] = edge_v[p, k]
+            ev, vec = eigh_pair(hc)
+            prob = np.empty((c, c))
+            occ = np.zeros((c, nb))
+            single = np.empty(c, dtype=np.bool_)
+            for k in range(c):
+                node = nodes[k]
+                single[k] = node < ns
+                if single[k]:
+                    occ[k, node // ne] = 1.0
+                else:
+                    occ[k, dbl[p, node - ns, 0]] = 0.5
+                    occ[k, dbl[p, node - ns, 2]] = 0.5
+            for i in range(c):
                 for k in range(c):
-                    acc += vec[r, k, i] * node_amp[p, nodes[r, k], a]
-                out_amp[p, node, a] = acc
-            best = 0
-            for k in range(1, c):
-                if prob[i, k] > prob[i, best]:
-                    best = k
-            out_label[p, node] = nodes[r, best]
-            out_wrow[p, node] = row0 + r * c + i
-            o = (r * c + i) * c
-            out_cstart[p, node] = coef0 + o
-            out_clen[p, node] = c
-            for k in range(c):
-                coef_nodes[o + k] = nodes[r, k]
-                coef_vals[o + k] = vec[r, k, i]
+                    prob[i, k] = vec[k, i] * vec[k, i]
+            carrier_weights_into(prob, occ, single, weights[row:row + c])
+            for i in range(c):
+                node = nodes[i]
+                out_e[p, node] = ev[i]
+                for a in range(n_a):
+                    acc = 0.0
+                    for k in range(c):
+                        acc += vec[k, i] * node_amp[p, nodes[k], a]
+                    out_amp[p, node, a] = acc
+                best = 0
+                for k in range(1, c):
+                    if prob[i, k] > prob[i, best]:
+                        best = k
+                out_label[p, node] = nodes[best]
+                out_wrow[p, node] = row + i
+                out_cstart[p, node] = coef + i * c
+                out_clen[p, node] = c
+                for k in range(c):
+                    coef_nodes[coef + i * c + k] = nodes[k]
+                    coef_vals[coef + i * c + k] = vec[k, i]
+            row += c
+            coef += c * c
 
 
 @numba.njit(cache=True, nogil=True)

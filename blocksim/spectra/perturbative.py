@@ -23,7 +23,7 @@ from .._numba import serial_twin
 from ..errors import InputError
 from .excited import (FirstOrderContext, double_amplitude, double_energy, node_element, rotate_operators,
                       single_double_resonances)
-from .spectrum import Spectrum, carrier_weights, rotate_rows
+from .spectrum import Spectrum, carrier_weights, eigh_pair, rotate_rows
 from .superblock import SuperBlock, dipole_table
 
 __all__ = ["PERTURBATIVE_LABELS_MAX", "PERTURBATIVE_MAX_CLUSTER", "RESONANT_FRACTION_WARN", "ResonanceWarning",
@@ -444,7 +444,7 @@ def _dress_one_body(sb: SuperBlock, vloc, thr):
     ops = sb.operators
     x_eff = ops.copy()
     for s in np.nonzero(dressed)[0]:
-        w, c = np.linalg.eigh(np.diag(e[s]) + vloc[s])
+        w, c = eigh_pair(np.diag(e[s]) + vloc[s])
         e_eff[s] = w - w[0]
         rotate_operators(c[None], ops[s][None], x_eff[s][None])
     return np.ascontiguousarray(e_eff), np.ascontiguousarray(x_eff), dressed
@@ -585,7 +585,7 @@ def solve_perturbative(sb: SuperBlock, thr: float) -> Spectrum:
             ib = np.searchsorted(nodes, edge_b[sel])
             hc[ia, ib] = edge_v[sel]
             hc[ib, ia] = edge_v[sel]
-            ev, vec = np.linalg.eigh(hc)
+            ev, vec = eigh_pair(hc)
             energies_nodes[nodes] = ev
             amps_nodes[nodes] = rotate_rows(vec.T[None], node_amp[nodes][None], np.empty((1, len(nodes), 6)))[0]
             sub = occupation[nodes]

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..response import Transitions, boltzmann, transitions_from_levels
 from .superblock import SuperBlock, _int_field
 
-__all__ = ["Spectrum", "carrier_weights", "carrier_weights_into", "rotate_rows"]
+__all__ = ["Spectrum", "carrier_weights", "carrier_weights_into", "eigh_pair", "eigh_stack", "rotate_rows"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,6 +71,35 @@ def carrier_weights_into(prob, occ, single, out):
                 for m in range(prob.shape[1]):
                     acc += prob[k, m] * occ[m, n]
                 out[k, n] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def eigh_pair(a):
+    """``np.linalg.eigh(a)`` inside numba (LAPACK ``syevd``, lower triangle): ``(w ascending, v columns)``.
+
+    The one eigen-solver of resonant clusters and dressed members in the perturbative and batched
+    solvers, so that both call the same LAPACK build (NumPy's may differ from the one numba links).
+    """
+    return np.linalg.eigh(a)
+
+
+def eigh_stack(a):
+    """:func:`eigh_pair` of each matrix of a stack ``a [..., n, n]``: ``(w [..., n], v [..., n, n])``."""
+    a = np.asarray(a, dtype=float)
+    n = a.shape[-1]
+    flat = np.ascontiguousarray(a.reshape(-1, n, n))
+    w = np.empty(flat.shape[:2])
+    v = np.empty(flat.shape)
+    _eigh_stack(flat, w, v)
+    return w.reshape(a.shape[:-1]), v.reshape(a.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _eigh_stack(a, w, v):
+    for i in range(a.shape[0]):
+        wi, vi = np.linalg.eigh(a[i])
+        w[i] = wi
+        v[i] = vi
 
 
 @numba.njit(cache=True, nogil=True)
