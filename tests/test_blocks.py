@@ -291,3 +291,15 @@ def test_make_blocks_then_equals_one_generator_at_a_time(spec, mb_bare):
     with pytest.raises(InputError, match="level_distribution"):
         blocks.make_blocks_then([np.random.default_rng(0)], 3, {"kind": "generic", "n": 3, "level_distribution": "x"},
                                 then)
+
+
+def test_isotropic_combination_is_the_weighted_goe_sum():
+    """blocks._isotropic_combination (numba) = Σ_k C[k, a]·(a_k + a_kᵀ)/√2 by einsum, to rounding."""
+    rng = np.random.default_rng(51)
+    normals = rng.standard_normal((200, 6, 3, 3))
+    weights = blocks._component_weights(1.7)
+    got = np.empty(normals.shape)
+    blocks._isotropic_combination(weights, normals, got)
+    want = np.einsum("ka,pkmn->pamn", weights, blocks._goe_from_normals(normals))
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(got, np.swapaxes(got, -1, -2))  # exactly symmetric

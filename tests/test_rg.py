@@ -260,3 +260,17 @@ def test_stored_superblock_stress_is_first_order(tmp_path):
             worst = max(worst, np.abs(got - kept).max() / np.abs(kept[:, 0, 1:]).max())
         errs.append(worst)
     assert errs[0] / errs[1] > 3**1.7, errs
+
+
+def test_ground_weight_sum_is_the_einsum_of_the_ground_rows():
+    """rg.diagnostics.ground_weight_sum (numba; the tree's pool diagnostic) = Σ_p Σ_m row row by einsum."""
+    from blocksim.rg.diagnostics import ground_weight_sum, ground_weight_tensor
+
+    rng = np.random.default_rng(52)
+    stress = rng.standard_normal((300, 6, 4, 4))
+    row = stress[:, :, 0, 1:]
+    want = np.einsum("pam,pbm->ab", row, row)
+    got = ground_weight_sum(stress)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_array_equal(got, got.T)
+    np.testing.assert_allclose(ground_weight_tensor(stress), want / 300, rtol=1e-13)

@@ -24,6 +24,7 @@ whatever ``mb_bare`` is.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..choices import BLOCK_KINDS, LEVEL_DISTRIBUTIONS, SQRT_FOUR_THIRDS
@@ -233,9 +234,31 @@ def _generic_from_draws(excited, normals, mb_bare: float):
     """:func:`generic_blocks` from its draws (row by row: the draws of several generators may be stacked)."""
     excited = np.sort(excited, axis=1)
     energies = np.concatenate([np.zeros((excited.shape[0], 1)), excited], axis=1)
-    # T_a = Σ_k C[k, a] x_k with six independent GOE matrices x_k per block
-    stress = np.einsum("ka,pkmn->pamn", _component_weights(mb_bare), _goe_from_normals(normals))
+    # T_a = Σ_k C[k, a] x_k with six independent GOE matrices x_k = (a_k + a_kᵀ)/√2 per block
+    stress = np.empty(normals.shape)
+    _isotropic_combination(_component_weights(mb_bare), np.ascontiguousarray(normals), stress)
     return energies, stress
+
+
+@numba.njit(cache=True, nogil=True)
+def _isotropic_combination(weights, normals, out):
+    """out[p, a] = Σ_k weights[k, a]·(normals[p, k] + normals[p, k]ᵀ)/√2, summed over k in order
+    (element for element ``np.einsum("ka,pkmn->pamn", weights, _goe_from_normals(normals))``; tests/test_blocks.py)."""
+    r2 = np.sqrt(2.0)
+    n_k, n = normals.shape[1], normals.shape[2]
+    x = np.empty((n_k, n, n))
+    for p in range(normals.shape[0]):
+        for k in range(n_k):
+            for i in range(n):
+                for j in range(n):
+                    x[k, i, j] = (normals[p, k, i, j] + normals[p, k, j, i]) / r2
+        for a in range(weights.shape[1]):
+            for i in range(n):
+                for j in range(n):
+                    acc = 0.0
+                    for k in range(n_k):
+                        acc += weights[k, a] * x[k, i, j]
+                    out[p, a, i, j] = acc
 
 
 def make_blocks_then(rngs, count: int, spec: dict, then) -> tuple[np.ndarray, np.ndarray, list]:

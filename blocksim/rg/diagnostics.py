@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 
+import numba
 import numpy as np
 
 from ..model.tensors import isotropic_projection
 from .pool import distinct_ancestors
 
-__all__ = ["ground_weight_tensor", "step_diagnostics"]
+__all__ = ["ground_weight_sum", "ground_weight_tensor", "step_diagnostics"]
 
 log = logging.getLogger("blocksim.rg")
 
@@ -25,8 +26,29 @@ def ground_weight_tensor(stress) -> np.ndarray:
 
     ``stress`` is the pool's Mandel stress ``[P, 6, n, n]`` in the blocks' energy eigenbases.
     """
-    row = stress[:, :, 0, 1:]  # [P, 6, n-1]
-    return np.einsum("pam,pbm->ab", row, row) / stress.shape[0]
+    return ground_weight_sum(stress) / stress.shape[0]
+
+
+def ground_weight_sum(stress) -> np.ndarray:
+    """Σ_P Σ_{m>0} ⟨0|T_a|m⟩⟨m|T_b|0⟩ ``[6, 6]`` over the blocks of ``stress [P, 6, n, n]`` (the tree adds these up).
+
+    One numba pass, summed over blocks then levels in order; exactly symmetric.
+    """
+    out = np.zeros((6, 6))
+    _ground_weight_sum(np.asarray(stress, dtype=float), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _ground_weight_sum(stress, out):
+    for a in range(6):
+        for b in range(a, 6):
+            acc = 0.0
+            for p in range(stress.shape[0]):
+                for m in range(1, stress.shape[3]):
+                    acc += stress[p, a, 0, m] * stress[p, b, 0, m]
+            out[a, b] = acc
+            out[b, a] = acc
 
 
 def step_diagnostics(k: int, solved, pool_e, pool_t, lineage, new_lineage, members_history, *,

@@ -45,7 +45,7 @@ from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, random_rotation, rotations_from_normals
 from ..response import Transitions, chi_tensors, transitions_from_levels
 from ..model.tensors import isotropic_projection, powder_lt
-from .diagnostics import step_diagnostics
+from .diagnostics import ground_weight_sum, step_diagnostics
 from .observables import (
     add_rows_at,
     band_weight_tensors,
@@ -278,8 +278,7 @@ class _TreeBuilder:
                 a[f"{pre}{key}_total"] += int(np.nansum(sol["solver"][key]))
         a[pre + "pool_gap_sum"] += flat_e[:, 1].sum()
         a[pre + "pool_top_sum"] += flat_e[:, -1].sum()
-        row = flat_t[:, :, 0, 1:]
-        a[pre + "pool_ground_weight_sum"] += np.einsum("pam,pbm->ab", row, row)
+        a[pre + "pool_ground_weight_sum"] += ground_weight_sum(flat_t)
         # the stored subset: children of the all-zero node at level k + 2 (the root at the last step)
         for j, p in enumerate(paths):
             if any(p[:-1]) if k < self.K - 1 else False:
