@@ -246,19 +246,22 @@ def _isotropic_combination(weights, normals, out):
     (element for element ``np.einsum("ka,pkmn->pamn", weights, _goe_from_normals(normals))``; tests/test_blocks.py)."""
     r2 = np.sqrt(2.0)
     n_k, n = normals.shape[1], normals.shape[2]
-    x = np.empty((n_k, n, n))
+    x = np.empty((n_k, n * n))
+    acc = np.empty(n * n)
     for p in range(normals.shape[0]):
         for k in range(n_k):
             for i in range(n):
                 for j in range(n):
-                    x[k, i, j] = (normals[p, k, i, j] + normals[p, k, j, i]) / r2
+                    x[k, i * n + j] = (normals[p, k, i, j] + normals[p, k, j, i]) / r2
         for a in range(weights.shape[1]):
+            acc[:] = 0.0
+            for k in range(n_k):  # each element summed over k in order, all elements at once
+                f = weights[k, a]
+                for ij in range(n * n):
+                    acc[ij] += f * x[k, ij]
             for i in range(n):
                 for j in range(n):
-                    acc = 0.0
-                    for k in range(n_k):
-                        acc += weights[k, a] * x[k, i, j]
-                    out[p, a, i, j] = acc
+                    out[p, a, i, j] = acc[i * n + j]
 
 
 def make_blocks_then(rngs, count: int, spec: dict, then) -> tuple[np.ndarray, np.ndarray, list]:

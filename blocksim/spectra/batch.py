@@ -55,7 +55,7 @@ from ..response import Transitions, boltzmann
 from .excited import _y_kernel, double_amplitude_scratch, quadratic_form, rotate_operators
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
-from .spectrum import carrier_weights_into, eigh_pair, eigh_stack
+from .spectrum import carrier_weights_into, eigh_pair
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
 
@@ -1154,20 +1154,33 @@ def _dress(energies, st, vloc, mask):
 
     Returns ``(e_eff [P, N, n], x_eff [P, N, 6, n, n])``: eigenvalues of H_0 + 2h·T relative to the
     lowest and the stress in that eigenbasis where ``mask`` [P, N], the members unchanged elsewhere.
-    :func:`~blocksim.spectra.spectrum.eigh_stack` and :func:`~blocksim.spectra.excited.rotate_operators`
-    give the per-member results bit for bit.
+    :func:`~blocksim.spectra.spectrum.eigh_pair` and :func:`~blocksim.spectra.excited.rotate_operators`
+    give the per-member results bit for bit (:func:`_dress_kernel`).
     """
     e_eff = energies.copy()
     x_eff = st.copy()
     if mask.any():
-        ham = vloc[mask]
-        diag = np.arange(energies.shape[-1])
-        ham[:, diag, diag] = energies[mask] + ham[:, diag, diag]
-        w, c = eigh_stack(ham)
-        e_eff[mask] = w - w[:, :1]
-        sm = st[mask]
-        x_eff[mask] = rotate_operators(c, sm, np.empty(sm.shape))
+        _dress_kernel(energies, st, vloc, mask, e_eff, x_eff)
     return e_eff, x_eff
+
+
+@numba.njit(cache=True, nogil=True)
+def _dress_kernel(energies, st, vloc, mask, e_eff, x_eff):
+    """:func:`_dress` member by member: H = vloc with E_m + V_mm on the diagonal, (w − w_0, cᵀ·T·c)."""
+    nl = energies.shape[2]
+    ham = np.empty((nl, nl))
+    for p in range(mask.shape[0]):
+        for s in range(mask.shape[1]):
+            if not mask[p, s]:
+                continue
+            for i in range(nl):  # np.diag(E) + V, as the per-member path builds it
+                for j in range(nl):
+                    ham[i, j] = 0.0 + vloc[p, s, i, j]
+                ham[i, i] = energies[p, s, i] + vloc[p, s, i, i]
+            w, c = eigh_pair(ham)
+            for i in range(nl):
+                e_eff[p, s, i] = w[i] - w[0]
+            rotate_operators(c[np.newaxis], st[p, s][np.newaxis], x_eff[p, s][np.newaxis])
 
 
 def _doubles(node_e, node_amp, dbl, nd, e_eff, x_eff, dx, pos, table, n0, g, thr) -> None:
@@ -1271,6 +1284,10 @@ def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb,
     members = np.empty(nn, dtype=np.int64)
     rank = np.empty(nn, dtype=np.int64)
     start = np.zeros(nn + 1, dtype=np.int64)
+    hc_buf = np.empty((nn, nn))
+    prob_buf = np.empty((nn, nn))
+    occ_buf = np.empty((nn, nb))
+    single_buf = np.empty(nn, dtype=np.bool_)
     row = 0
     coef = 0
     for p in range(comp.shape[0]):
@@ -1296,7 +1313,8 @@ def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb,
             nodes = members[start[cl]:start[cl + 1]]
             c = nodes.shape[0]
             max_size[p] = max(max_size[p], c)
-            hc = np.zeros((c, c))
+            hc = hc_buf[:c, :c]
+            hc[:, :] = 0.0
             for k in range(c):
                 hc[k, k] = node_e[p, nodes[k]]
             for k in range(n_edges):
@@ -1308,9 +1326,10 @@ def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb,
                 if comp[p, a] == cl:
                     hc[rank[edges[p, k, 1]], rank[a]] = edge_v[p, k]
             ev, vec = eigh_pair(hc)
-            prob = np.empty((c, c))
-            occ = np.zeros((c, nb))
-            single = np.empty(c, dtype=np.bool_)
+            prob = prob_buf[:c, :c]
+            occ = occ_buf[:c]
+            occ[:, :] = 0.0
+            single = single_buf[:c]
             for k in range(c):
                 node = nodes[k]
                 single[k] = node < ns

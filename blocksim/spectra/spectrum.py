@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..response import Transitions, boltzmann, transitions_from_levels
 from .superblock import SuperBlock, _int_field
 
-__all__ = ["Spectrum", "carrier_weights", "carrier_weights_into", "eigh_pair", "eigh_stack", "rotate_rows"]
+__all__ = ["Spectrum", "carrier_weights", "carrier_weights_into", "eigh_pair", "rotate_rows"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,25 +81,6 @@ def eigh_pair(a):
     solvers, so that both call the same LAPACK build (NumPy's may differ from the one numba links).
     """
     return np.linalg.eigh(a)
-
-
-def eigh_stack(a):
-    """:func:`eigh_pair` of each matrix of a stack ``a [..., n, n]``: ``(w [..., n], v [..., n, n])``."""
-    a = np.asarray(a, dtype=float)
-    n = a.shape[-1]
-    flat = np.ascontiguousarray(a.reshape(-1, n, n))
-    w = np.empty(flat.shape[:2])
-    v = np.empty(flat.shape)
-    _eigh_stack(flat, w, v)
-    return w.reshape(a.shape[:-1]), v.reshape(a.shape)
-
-
-@numba.njit(cache=True, nogil=True)
-def _eigh_stack(a, w, v):
-    for i in range(a.shape[0]):
-        wi, vi = np.linalg.eigh(a[i])
-        w[i] = wi
-        v[i] = vi
 
 
 @numba.njit(cache=True, nogil=True)
