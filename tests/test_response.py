@@ -456,10 +456,10 @@ def test_binned_spectral_sum_equals_the_dense_line_matrix(part, sign_pair, edges
     Transitions inside, outside (below, above, negative) and exactly on bin edges; several
     temperatures and weight columns; more transitions than one chunk.
     """
-    from blocksim.response.chi import _CHUNK, _spectral_sum
+    from blocksim.response.chi import _BINS_CHUNK, _CHUNK, _spectral_sum
 
     rng = np.random.default_rng(11)
-    m = _CHUNK + 37
+    m = max(_CHUNK, _BINS_CHUNK) + 37
     omega = np.concatenate([rng.uniform(-3.0, 7.0, m - 6), edges[[0, 3, -1]], [1e-4, -1e-3, 50.0]])
     tr = Transitions(omega=omega, amp=rng.normal(size=(m, 6)), population=rng.uniform(0, 1, (3, m)),
                      temperatures=np.array([0.1, 0.2, 0.3]))
@@ -496,10 +496,10 @@ def test_binned_pair_is_the_two_binned_sums_bit_for_bit(edges):
     Transitions inside, outside (below, above, negative), exactly on edges and at ω = 0; more than
     one chunk. The route is only used for grids ≥ 0, but it is exact on a signed grid too.
     """
-    from blocksim.response.chi import _CHUNK, _IU, _binned_pair, _binned_sum
+    from blocksim.response.chi import _BINS_CHUNK, _IU, _binned_pair, _binned_sum
 
     rng = np.random.default_rng(12)
-    m = 2 * _CHUNK + 51
+    m = 2 * _BINS_CHUNK + 51
     omega = np.concatenate([rng.uniform(-3.0, 7.0, m - 7), edges[[0, 3, -1]], [1e-4, -1e-3, 50.0, 0.0]])
     tr = Transitions(omega=omega, amp=rng.normal(size=(m, 6)), population=rng.uniform(0, 1, (3, m)),
                      temperatures=np.array([0.1, 0.2, 0.3]))
