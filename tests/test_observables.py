@@ -99,3 +99,23 @@ def test_add_rows_at_is_np_add_at():
     np.testing.assert_array_equal(got, want)
     with pytest.raises(IndexError):
         add_rows_at(got, np.array([5]), w[:1])
+
+
+def test_level_band_weights_equal_band_weights_of_the_level_transitions():
+    """observables.level_band_weights (the tree's pool weights, no transition arrays) = band_weight_tensors
+    of transitions_from_levels, bit for bit; lines on the band edges included."""
+    from blocksim.response import transitions_from_levels
+    from blocksim.rg.observables import band_weight_tensors, level_band_weights
+
+    rng = np.random.default_rng(42)
+    e = np.sort(rng.uniform(0, 1.0, (60, 4)), axis=1)
+    e[:, 0] = 0.0
+    e[3, 2] = 0.3  # a line exactly on the lower band edge (0.3 − 0)
+    st = rng.normal(size=(60, 6, 4, 4))
+    st = st + np.swapaxes(st, -1, -2)
+    band = (0.3, 0.7)
+    tr = transitions_from_levels(e, st, [0.05])
+    want = band_weight_tensors(tr.omega, tr.amp, tr.population[0], 0.05, np.repeat(np.arange(60), 12), 60, band)
+    got = level_band_weights(e, st, 0.05, band)
+    np.testing.assert_array_equal(got, want)
+    assert np.count_nonzero(got[:, 0, 0]) > 30

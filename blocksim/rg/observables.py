@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from ..model.tensors import powder_lt
-from ..response import Transitions, chi_tensors
+from ..response import Transitions, boltzmann, chi_tensors
 
 __all__ = [
     "AUTO_QUANTILES",
@@ -111,6 +111,61 @@ def _band_lines(omega, amp, population, temperature, segments, band):
     sel = (omega >= lo) & (omega < hi)
     w = -np.pi * population[sel] * (-np.expm1(-omega[sel] / temperature))
     return w, amp[sel], np.asarray(segments)[sel]
+
+
+def level_band_weights(energies, stress, temperature, band) -> np.ndarray:
+    """:func:`band_weight_tensors` of each block's own transitions ``[P, 6, 6]``, without building them.
+
+    The same numbers as ``band_weight_tensors`` of :func:`~blocksim.response.transitions_from_levels`
+    (``energies [P, n]``, ``stress [P, 6, n, n]``, one temperature, segment = block): the lines in the band
+    are found block by block in the row-major (m, n) order of those transitions, their weights are the
+    NumPy expression of :func:`_band_lines`, and the products go through :func:`_segment_products`
+    (tests/test_observables.py). The tree's pool weights of every step.
+    """
+    e = np.ascontiguousarray(energies, dtype=float)
+    st = np.ascontiguousarray(stress, dtype=float)
+    p = boltzmann(e, [temperature])[0]
+    lo, hi = band
+    n_sel = _count_band_pairs(e, float(lo), float(hi))
+    seg = np.empty(n_sel, dtype=np.int64)
+    omega = np.empty(n_sel)
+    pop = np.empty(n_sel)
+    amp = np.empty((n_sel, 6))
+    _collect_band_pairs(e, st, p, float(lo), float(hi), seg, omega, pop, amp)
+    w = -np.pi * pop * (-np.expm1(-omega / temperature))
+    out = np.zeros((e.shape[0], 6, 6))
+    _segment_products(seg, w, amp, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_band_pairs(e, lo, hi):
+    count = 0
+    for b in range(e.shape[0]):
+        for m in range(e.shape[1]):
+            for n in range(e.shape[1]):
+                if m != n:
+                    w = e[b, n] - e[b, m]
+                    if w >= lo and w < hi:
+                        count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _collect_band_pairs(e, st, p, lo, hi, seg, omega, pop, amp):
+    k = 0
+    for b in range(e.shape[0]):
+        for m in range(e.shape[1]):
+            for n in range(e.shape[1]):
+                if m != n:
+                    w = e[b, n] - e[b, m]
+                    if w >= lo and w < hi:
+                        seg[k] = b
+                        omega[k] = w
+                        pop[k] = p[b, m]
+                        for a in range(6):
+                            amp[k, a] = st[b, a, m, n]
+                        k += 1
 
 
 def _band_weight_tensors_reference(omega, amp, population, temperature, segments, n_segments, band):

@@ -43,7 +43,7 @@ from ..config import Config
 from ..model.blocks import make_blocks_then
 from ..model.coupling import displacement_table
 from ..model.tensors import direction_vectors, random_rotation, rotations_from_normals
-from ..response import Transitions, chi_tensors, transitions_from_levels
+from ..response import Transitions, chi_tensors
 from ..model.tensors import isotropic_projection, powder_lt
 from .diagnostics import ground_weight_sum, step_diagnostics
 from .observables import (
@@ -51,6 +51,7 @@ from .observables import (
     band_weight_tensors,
     frequency_grid,
     jackknife_ratio,
+    level_band_weights,
     mb_from_weights,
     reliability,
     response_from_tensors,
@@ -261,10 +262,7 @@ class _TreeBuilder:
         add_rows_at(a[pre + "w_units"], unit, w)
         flat_e = member_e.reshape(-1, member_e.shape[-1])
         flat_t = member_t.reshape((-1,) + member_t.shape[2:])
-        ptr = transitions_from_levels(flat_e, flat_t, [self.t_ref])
-        n_pool = flat_e.shape[0]
-        pseg = np.repeat(np.arange(n_pool), ptr.size // n_pool)
-        wp = band_weight_tensors(ptr.omega, ptr.amp, ptr.population[0], self.t_ref, pseg, n_pool, self.band)
+        wp = level_band_weights(flat_e, flat_t, self.t_ref, self.band)
         add_rows_at(a[pre + "w_pool_units"], np.repeat(unit, self.m), wp)
         # diagnostic sums
         kept = sol["weight_kept"]
