@@ -41,14 +41,18 @@ def ground_weight_sum(stress) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _ground_weight_sum(stress, out):
+    """out[a, b] = Σ_p Σ_m T_a0m T_b0m, each element summed over (p, m) in order, in one pass over the blocks."""
+    acc = np.zeros((6, 6))
+    for p in range(stress.shape[0]):
+        for m in range(1, stress.shape[3]):
+            for a in range(6):
+                x = stress[p, a, 0, m]
+                for b in range(a, 6):
+                    acc[a, b] += x * stress[p, b, 0, m]
     for a in range(6):
         for b in range(a, 6):
-            acc = 0.0
-            for p in range(stress.shape[0]):
-                for m in range(1, stress.shape[3]):
-                    acc += stress[p, a, 0, m] * stress[p, b, 0, m]
-            out[a, b] = acc
-            out[b, a] = acc
+            out[a, b] = acc[a, b]
+            out[b, a] = acc[a, b]
 
 
 def step_diagnostics(k: int, solved, pool_e, pool_t, lineage, new_lineage, members_history, *,

@@ -217,11 +217,10 @@ class _TreeBuilder:
         for j in range(b):
             rots.append(r_all[:, start : start + m * n_int[j]].reshape(len(roots) * n_int[j], m, 3, 3))
             start += m * n_int[j]
-        if self._leaf_suffixes is None:
-            self._leaf_suffixes = [_digits(q, b, m) for q in range(m**b)]
-        paths = [p + q for p in roots for q in self._leaf_suffixes]  # leaves, path order
-        for j in range(b):  # solve level j+1 (step j)
-            paths = [q[:-1] for q in paths[::m]]
+        if self._leaf_suffixes is None:  # suffixes[j]: the paths below a chunk root of its nodes at level j + 1
+            self._leaf_suffixes = [[_digits(q, b - j - 1, m) for q in range(m ** (b - j - 1))] for j in range(b)]
+        for j in range(b):  # solve level j+1 (step j); its nodes in path order
+            paths = [p + q for p in roots for q in self._leaf_suffixes[j]]
             e, t = self._solve(j, paths, e, t, rots[j])
         return e, t
 
