@@ -74,3 +74,27 @@ def test_carrier_weights_and_rotate_rows_equal_their_matrix_products():
     np.testing.assert_array_equal(carrier_weights(prob[3], occ[3], single), got[3])  # 2-D call = one row of 3-D
     vec_t, amp = rng.normal(size=(7, 4, 5)), rng.normal(size=(7, 5, 6))
     np.testing.assert_allclose(rotate_rows(vec_t, amp, np.empty((7, 4, 6))), vec_t @ amp, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+def test_eigh_pair_agrees_with_lapack(n):
+    """spectrum.eigh_pair (Jacobi for n = 2, 3; LAPACK above): eigenvalues = numpy.linalg.eigh to rounding,
+    AV = VΛ, VᵀV = 1, ascending; degenerate, diagonal, tiny and huge-ratio matrices included."""
+    from blocksim.spectra.spectrum import eigh_pair
+
+    rng = np.random.default_rng(60 + n)
+    mats = [a + a.T for a in rng.normal(size=(300, n, n))]
+    mats += [np.diag(rng.normal(size=n)), np.eye(n), np.zeros((n, n)), 1e-12 * (mats[0]), 1e12 * mats[1]]
+    near = np.eye(n)
+    near[1, 0] = near[0, 1] = 1e-300
+    mats.append(near)
+    wide = np.diag(np.geomspace(1e-9, 1e9, n))
+    wide[-1, 0] = wide[0, -1] = 1e-3
+    mats.append(wide)
+    for a in mats:
+        w, v = eigh_pair(a)
+        scale = max(np.abs(a).max(), 1e-300)
+        np.testing.assert_allclose(w, np.linalg.eigh(a)[0], rtol=0, atol=1e-14 * scale)
+        assert np.all(np.diff(w) >= 0)
+        np.testing.assert_allclose(a @ v, v * w, rtol=0, atol=1e-14 * scale)
+        np.testing.assert_allclose(v.T @ v, np.eye(n), rtol=0, atol=1e-14)

@@ -10,11 +10,13 @@ between them:
 
 * stage A (:func:`_stage_a`): rotation of the members (Mandel Q(R)·T, symmetrized), local fields,
   the one-body perturbation 2h·T and the dressing test; then the dressed members of all super
-  blocks are diagonalized in their local fields at once (:func:`_dress`, stacked ``eigh``);
+  blocks are diagonalized in their local fields (:func:`_dress`, one numba loop over
+  :func:`~blocksim.spectra.spectrum.eigh_pair`, the per-member path's eigen-solver);
 * stage B (:func:`_stage_b`): the pair sums of the ground-row amplitudes, the one-body terms, the
   first-order ⟨0|T|0⟩, the resonant single–single pairs and single–double pairs, the doubles and
   the clusters (union–find); then the doubles' energies and amplitudes (:func:`_doubles`) and the
-  clusters of all super blocks, grouped by size (:func:`_clusters`, stacked ``eigh`` and ``matmul``);
+  clusters of all super blocks (:func:`_clusters`, one numba kernel with the same ``eigh_pair`` and the
+  shared sums of :mod:`~blocksim.spectra.spectrum`);
 * stage C (:func:`_stage_c`): the stable sort of the levels, the truncation (lowest ``n_keep`` or an
   energy window), the kept stress block to first order (the same
   :func:`~blocksim.spectra.excited._y_kernel`) and the truncation diagnostics; the populations of
@@ -24,8 +26,8 @@ Every kernel is ``prange`` over super blocks, and one super block is computed se
 iteration, so the results do not depend on the thread count (serial twins below
 :data:`PARALLEL_MIN_SUPERBLOCKS`). Every operation is done in the order the per-super-block path does
 it (sequential sums where it loops or reduces along an outer axis, NumPy's pairwise sum where it
-calls ``np.sum``, scipy's row sums, the same LAPACK/BLAS calls stacked, which NumPy evaluates matrix
-by matrix), so the results are **bit-for-bit** those of the per-super-block path;
+calls ``np.sum``, scipy's row sums, and the same numba helpers for eigenpairs and the small matrix
+products), so the results are **bit-for-bit** those of the per-super-block path;
 tests/test_batch.py checks every output array with ``assert_array_equal`` on weak, strong, dressed,
 resonant and windowed cases, n = 2, 3, 4 and N0 = 2, 3.
 
@@ -1219,7 +1221,7 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
 
     As in :func:`~blocksim.spectra.perturbative.solve_perturbative`: each cluster's matrix is its
     first-order node energies on the diagonal and the resonant couplings V off it; its eigenvectors
-    (:func:`~blocksim.spectra.spectrum.eigh_into`, the per-super-block path's routine) rotate the
+    (:func:`~blocksim.spectra.spectrum.eigh_pair`, the per-super-block path's routine) rotate the
     ground-row amplitudes (the sums of :func:`~blocksim.spectra.spectrum.rotate_rows`) and give each
     state's member weights (:func:`~blocksim.spectra.spectrum.carrier_weights_into`: the single nodes'
     members; ½ on each member of a double only for a state without a single component), its dominant

