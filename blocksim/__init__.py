@@ -13,7 +13,10 @@ References are collected in :mod:`blocksim.references`.
 
 from __future__ import annotations
 
+from ._numba import use_versioned_cache as _use_versioned_cache
 from ._version import __version__
+
+_use_versioned_cache()  # numba's cache keyed by the kernel sources (blocksim/_numba.py)
 
 
 def run(config, output=None, *, resume: bool = False, force: bool = False, progress=None):

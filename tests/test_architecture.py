@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import os
 import pkgutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ PACKAGE_DIR = Path(blocksim.__file__).resolve().parent
 #: import each other.
 LAYERS = {
     "blocksim.errors": 0, "blocksim.choices": 0, "blocksim._numba": 0, "blocksim._version": 0,
-    "blocksim._threads": 0,
+    "blocksim._threads": 0, "blocksim._malloc": 0,
     "blocksim.references": 0.5,
     "blocksim.model": 1,
     "blocksim.response": 2,
@@ -155,3 +156,35 @@ def test_only_the_bench_subcommand_imports_the_benchmark_suite():
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
         if any(x.split(".")[0] == "benchmarks" for x in names):
             assert m == "blocksim.bench", m
+
+
+def test_numba_cache_is_keyed_by_the_kernel_sources(tmp_path):
+    """import blocksim points numba's cache at blocksim/__pycache__/numba-<hash of the kernel sources>; the
+    hash changes with a source that mentions numba (a callee in another module), not with one that does
+    not; a user's NUMBA_CACHE_DIR is left alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    import blocksim
+    from blocksim._numba import kernel_source_hash
+
+    pkg = Path(blocksim.__file__).resolve().parent
+    code = "import blocksim, numba; print(numba.config.CACHE_DIR)"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
+    assert Path(out.stdout.strip()) == pkg / "__pycache__" / f"numba-{kernel_source_hash(pkg)}"
+    mine = tmp_path / "mine"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         env=dict(env, NUMBA_CACHE_DIR=str(mine)))
+    assert out.stdout.strip() == str(mine)
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    h0 = kernel_source_hash(copy)
+    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# an edit outside the kernels\n")
+    assert "numba" not in (copy / "errors.py").read_text()
+    assert kernel_source_hash(copy) == h0
+    spectrum = copy / "spectra" / "spectrum.py"
+    spectrum.write_text(spectrum.read_text() + "\n# an edit of a kernel another module calls\n")
+    assert kernel_source_hash(copy) != h0
