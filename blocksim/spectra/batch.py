@@ -696,12 +696,12 @@ def _stage_c(e_eff, x_eff, dx, u1, pos, table, n0, g, thr, n_keep, window, cache
     sq = np.empty(n_nodes * 6)
     for r in range(n_nodes):
         for a in range(6):
-            sq[r * 6 + a] = amp0[1 + r, a] ** 2
+            sq[r * 6 + a] = amp0[1 + r, a] * amp0[1 + r, a]  # x·x: NumPy squares arrays so, not with pow
     w = _np_sum(sq)
     sqk = np.empty((n_keep - 1) * 6)
     for i in range(n_keep - 1):
         for a in range(6):
-            sqk[i * 6 + a] = amp0[idx[1 + i], a] ** 2
+            sqk[i * 6 + a] = amp0[idx[1 + i], a] * amp0[idx[1 + i], a]
     scal[1] = _np_sum(sqk) / w if w > 0 else 1.0
     scal[2] = np.nan
     for r in range(1, kk):
