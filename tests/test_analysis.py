@@ -477,3 +477,25 @@ def test_analyze_skips_the_experiment_route_for_one_temperature(tmp_path, capsys
     assert "experiment_route" not in names and {"mb_ratio", "flow", "convergence"} <= set(names)
     assert "experiment_route: skipped 1 file(s)" in capsys.readouterr().out
     assert not (tmp_path / "out" / "experiment_route.csv").exists()
+
+
+def test_analyze_leaves_out_a_sweep_manifest(tmp_path, replicates, capsys):
+    """`blocksim analyze OUT/*.h5` on a sweep's output folder names its manifest.h5 too: it is left out with a
+    note; a manifest alone is a one-line error (exit 2)."""
+    import inspect
+
+    import h5py
+
+    from blocksim.analysis.loading import MANIFEST_FORMAT
+    from blocksim.cli import main
+    from blocksim.sweep import manifest
+
+    assert f'"{MANIFEST_FORMAT}"' in inspect.getsource(manifest)  # the format the sweep writes
+    man = tmp_path / "manifest.h5"
+    with h5py.File(man, "w") as f:
+        f.attrs["format"] = MANIFEST_FORMAT
+    assert main(["analyze", *map(str, replicates), str(man), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "left out 1 sweep manifest(s)" in out and (tmp_path / "out" / "flow.csv").is_file()
+    assert main(["analyze", str(man), "-o", str(tmp_path / "out2")]) == 2
+    assert "only sweep manifests" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import convergence, experiment_route, flow, mb_ratio, materials_plot, spectra_plot, sweep_summary
-from .loading import file_format, load_trajectories
+from .loading import MANIFEST_FORMAT, file_format, load_trajectories
 
 __all__ = ["add_arguments", "command", "analyze"]
 
@@ -87,7 +87,16 @@ def analyze(files, outdir="analysis-out", match_tol=0.01, verbose=True, partial=
     convergence.check_lengths(L1, R)
     out = Path(outdir)
     _check_outdir(out)
-    summaries = [f for f in files if file_format(f) == sweep_summary.SWEEP_FORMAT]
+    formats = {f: file_format(f) for f in files}
+    # a sweep's manifest.h5 sits beside its trajectories, so `analyze OUT/*.h5` names it too: left out
+    manifests = [f for f in files if formats[f] == MANIFEST_FORMAT]
+    if manifests and verbose:
+        print(f"analyze: left out {len(manifests)} sweep manifest(s) ({', '.join(map(str, manifests))}): "
+              "not trajectories")
+    files = [f for f in files if f not in manifests]
+    if not files:
+        raise InputError("FILES: only sweep manifests given; give the trajectory files (or a blocksim merge summary)")
+    summaries = [f for f in files if formats[f] == sweep_summary.SWEEP_FORMAT]
     trajs = load_trajectories([f for f in files if f not in summaries]) if len(summaries) < len(files) else []
     _check_complete(trajs, partial)
 

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 FORMAT = "blocksim-trajectory"
+#: Root ``format`` of a sweep's manifest.h5 (:mod:`blocksim.sweep.manifest`): not a trajectory; ``analyze`` leaves it out.
+MANIFEST_FORMAT = "blocksim-sweep-manifest"
 
 @dataclass
 class Trajectory:
