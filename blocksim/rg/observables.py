@@ -126,33 +126,21 @@ def level_band_weights(energies, stress, temperature, band) -> np.ndarray:
     st = np.ascontiguousarray(stress, dtype=float)
     p = boltzmann(e, [temperature])[0]
     lo, hi = band
-    n_sel = _count_band_pairs(e, float(lo), float(hi))
-    seg = np.empty(n_sel, dtype=np.int64)
-    omega = np.empty(n_sel)
-    pop = np.empty(n_sel)
-    amp = np.empty((n_sel, 6))
-    _collect_band_pairs(e, st, p, float(lo), float(hi), seg, omega, pop, amp)
-    w = -np.pi * pop * (-np.expm1(-omega / temperature))
+    most = e.shape[0] * e.shape[1] * (e.shape[1] - 1)  # every ordered pair of every block
+    seg = np.empty(most, dtype=np.int64)
+    omega = np.empty(most)
+    pop = np.empty(most)
+    amp = np.empty((most, 6))
+    k = _collect_band_pairs(e, st, p, float(lo), float(hi), seg, omega, pop, amp)
+    w = -np.pi * pop[:k] * (-np.expm1(-omega[:k] / temperature))
     out = np.zeros((e.shape[0], 6, 6))
-    _segment_products(seg, w, amp, out)
+    _segment_products(seg[:k], w, np.ascontiguousarray(amp[:k]), out)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_band_pairs(e, lo, hi):
-    count = 0
-    for b in range(e.shape[0]):
-        for m in range(e.shape[1]):
-            for n in range(e.shape[1]):
-                if m != n:
-                    w = e[b, n] - e[b, m]
-                    if w >= lo and w < hi:
-                        count += 1
-    return count
-
-
-@numba.njit(cache=True, nogil=True)
 def _collect_band_pairs(e, st, p, lo, hi, seg, omega, pop, amp):
+    """The pairs m ≠ n of each block with E_n − E_m in [lo, hi), in row-major (m, n) order; returns their number."""
     k = 0
     for b in range(e.shape[0]):
         for m in range(e.shape[1]):
@@ -166,6 +154,7 @@ def _collect_band_pairs(e, st, p, lo, hi, seg, omega, pop, amp):
                         for a in range(6):
                             amp[k, a] = st[b, a, m, n]
                         k += 1
+    return k
 
 
 def _band_weight_tensors_reference(omega, amp, population, temperature, segments, n_segments, band):
