@@ -109,8 +109,13 @@ def _band_lines(omega, amp, population, temperature, segments, band):
     omega = np.asarray(omega, dtype=float)
     lo, hi = band
     sel = (omega >= lo) & (omega < hi)
-    w = -np.pi * population[sel] * (-np.expm1(-omega[sel] / temperature))
+    w = _line_weights(population[sel], omega[sel], temperature)
     return w, amp[sel], np.asarray(segments)[sel]
+
+
+def _line_weights(population, omega, temperature):
+    """−π p (1 − e^{−ω/T}) of each line (the sharp-line ∫ Im χ weight of Eq. 2.11)."""
+    return -np.pi * population * (-np.expm1(-omega / temperature))
 
 
 def level_band_weights(energies, stress, temperature, band) -> np.ndarray:
@@ -119,7 +124,7 @@ def level_band_weights(energies, stress, temperature, band) -> np.ndarray:
     The same numbers as ``band_weight_tensors`` of :func:`~blocksim.response.transitions_from_levels`
     (``energies [P, n]``, ``stress [P, 6, n, n]``, one temperature, segment = block): the lines in the band
     are found block by block in the row-major (m, n) order of those transitions, their weights are the
-    NumPy expression of :func:`_band_lines`, and the products go through :func:`_segment_products`
+    weights of :func:`_line_weights`, and the products go through :func:`_segment_products`
     (tests/test_observables.py). The tree's pool weights of every step.
     """
     e = np.ascontiguousarray(energies, dtype=float)
@@ -132,7 +137,7 @@ def level_band_weights(energies, stress, temperature, band) -> np.ndarray:
     pop = np.empty(most)
     amp = np.empty((most, 6))
     k = _collect_band_pairs(e, st, p, float(lo), float(hi), seg, omega, pop, amp)
-    w = -np.pi * pop[:k] * (-np.expm1(-omega[:k] / temperature))
+    w = _line_weights(pop[:k], omega[:k], temperature)
     out = np.zeros((e.shape[0], 6, 6))
     _segment_products(seg[:k], w, np.ascontiguousarray(amp[:k]), out)
     return out

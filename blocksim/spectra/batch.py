@@ -57,7 +57,7 @@ from ..response import Transitions, boltzmann
 from .excited import _y_kernel, double_amplitude_scratch, quadratic_form, rotate_operators
 from .perturbative import RESONANT_FRACTION_WARN
 from .superblock import assemble_superblock
-from .spectrum import carrier_weights_into, eigh_pair
+from .spectrum import carrier_weights_into, eigh_pair, rotate_rows
 
 __all__ = ["BATCH_MAX_N0", "FALLBACK_MARGIN", "BatchSolution", "solve_batch", "solve_batch_reference"]
 
@@ -1236,13 +1236,12 @@ def _clusters(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl) ->
     out = {"node_e": node_e.copy(), "node_amp": node_amp.copy(), "node_label": np.tile(np.arange(nn), (p, 1)),
            "max_size": np.full(p, 1 if ns else 0),
            "coef_start": np.full((p, nn), -1, dtype=np.int64), "coef_len": np.ones((p, nn), dtype=np.int64)}
-    in_cl = (comp >= 0) & ok[:, None]
     n_rows, n_coef = _cluster_totals(comp, counts, ok)
     out["weight_row"] = np.full((p, nn), -1, dtype=np.int64)
     out["weights"] = np.zeros((n_rows, nb))
     out["coef_nodes"] = np.zeros(n_coef, dtype=np.int64)
     out["coef_vals"] = np.zeros(n_coef)
-    if in_cl.any():
+    if n_rows:
         _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb, nl, out["node_e"],
                          out["node_amp"], out["node_label"], out["max_size"], out["weight_row"], out["weights"],
                          out["coef_start"], out["coef_len"], out["coef_nodes"], out["coef_vals"])
@@ -1281,7 +1280,6 @@ def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb,
     """
     ne = nl - 1
     ns = nb * ne
-    n_a = node_amp.shape[2]
     nn = comp.shape[1]
     members = np.empty(nn, dtype=np.int64)
     rank = np.empty(nn, dtype=np.int64)
@@ -1290,6 +1288,8 @@ def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb,
     prob_buf = np.empty((nn, nn))
     occ_buf = np.empty((nn, nb))
     single_buf = np.empty(nn, dtype=np.bool_)
+    amp_buf = np.empty((1, nn, node_amp.shape[2]))
+    rot_buf = np.empty((1, nn, node_amp.shape[2]))
     row = 0
     coef = 0
     for p in range(comp.shape[0]):
@@ -1344,14 +1344,14 @@ def _clusters_kernel(node_e, node_amp, comp, edges, edge_v, counts, dbl, ok, nb,
                 for k in range(c):
                     prob[i, k] = vec[k, i] * vec[k, i]
             carrier_weights_into(prob, occ, single, weights[row:row + c])
+            amp_c = amp_buf[:, :c]
+            for k in range(c):
+                amp_c[0, k] = node_amp[p, nodes[k]]
+            rot = rotate_rows(vec.T[np.newaxis], amp_c, rot_buf[:, :c])
             for i in range(c):
                 node = nodes[i]
                 out_e[p, node] = ev[i]
-                for a in range(n_a):
-                    acc = 0.0
-                    for k in range(c):
-                        acc += vec[k, i] * node_amp[p, nodes[k], a]
-                    out_amp[p, node, a] = acc
+                out_amp[p, node] = rot[0, i]
                 best = 0
                 for k in range(1, c):
                     if prob[i, k] > prob[i, best]:
