@@ -351,7 +351,9 @@ def test_kill_midway_then_rerun_completes_only_missing(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sigterm_closes_task_cleanly(tmp_path):
-    path = write_sweep(tmp_path, base=SLOW_BASE.replace("steps = 2", "steps = 4"), replicates=1,
+    # steps = 5: ≈ 10 s of work after the .part file appears (steps = 4 took ≈ 1.5 s once the solvers got faster,
+    # and the task could finish before the signal)
+    path = write_sweep(tmp_path, base=SLOW_BASE.replace("steps = 2", "steps = 5"), replicates=1,
                        grid='"model.coupling" = [0.0]')
     spec = load_spec(path)
     task = spec.tasks[0]
